@@ -1,0 +1,27 @@
+# The two commands: `make demo` (main job) and `make test` (whole suite).
+# Both create .venv if missing and install the pinned dependencies first.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test setup reference clean-results
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m workflows demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+reference: $(STAMP)
+	$(PY) -m workflows build-reference
+
+clean-results:
+	rm -rf results

@@ -1,0 +1,1 @@
+"""Social gradient and inverse intervention models (issue 3: not yet built)."""

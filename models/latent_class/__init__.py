@@ -1,0 +1,1 @@
+"""Bayesian latent class models of demand (issue 4: not yet built)."""

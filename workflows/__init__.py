@@ -1,0 +1,1 @@
+"""Orchestration: ``python -m workflows <verb>`` composes the plain functions of :mod:`models`."""
