@@ -39,6 +39,7 @@ GENDER_CODES: dict[str, str] = {"1": "male", "2": "female", "0": "unknown", "9":
 #: Age groups used by DfE publications (age at referral, completed years).
 AGE_GROUPS: tuple[str, ...] = ("under_1", "1_4", "5_9", "10_15", "16_plus")
 AGE_GROUP_BOUNDS: tuple[tuple[int, int], ...] = ((0, 0), (1, 4), (5, 9), (10, 15), (16, 17))
+AGE_BOUNDS: dict[str, tuple[int, int]] = dict(zip(AGE_GROUPS, AGE_GROUP_BOUNDS))
 
 
 def age_group(age: int) -> str:

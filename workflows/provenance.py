@@ -1,0 +1,61 @@
+"""What produced a result: code version, package versions, inputs' hashes, seed, timings.
+
+Every command that writes results writes a ``manifest.json`` built here, so any number in
+a report can be traced to the exact code, data and configuration that made it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from workflows import paths
+
+PACKAGES = ("numpy", "pandas", "scipy", "xarray", "matplotlib", "pymc", "pytensor", "arviz",
+            "nutpie", "pyarrow")
+
+
+def code_version() -> str:
+    """``git describe`` of the repository (with ``-dirty`` for uncommitted changes)."""
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"],
+                             cwd=paths.REPO_ROOT, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def manifest(command: str, inputs: dict[str, str | Path] | None = None, **extra) -> dict:
+    """A manifest dict: pass input files to hash and any config, seed or timings as ``extra``."""
+    return {
+        "command": command,
+        "argv": sys.argv,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "code_version": code_version(),
+        "packages": package_versions(),
+        "inputs": {name: {"path": str(p), "sha256": sha256_file(p)} for name, p in (inputs or {}).items()},
+        **extra,
+    }
