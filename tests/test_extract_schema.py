@@ -7,7 +7,6 @@ import io
 import os
 import stat
 import sys
-import types
 
 import numpy as np
 import pandas as pd
@@ -249,32 +248,10 @@ def test_load_extract_uses_machine_salt_by_default(tmp_path, monkeypatch):
 
 @pytest.fixture
 def fake_lsoa_loader(monkeypatch):
-    """Point workflows.reference.load_lsoa_table at the small test table.
+    """Point workflows.reference.load_lsoa_table at the small test table."""
+    import workflows.reference as reference
 
-    Verb modules that do not exist yet in this tree are stubbed, because the CLI's parser
-    imports every verb to build its help.
-    """
-    import importlib
-
-    from workflows.cli import VERBS
-
-    for module_name, _ in VERBS.values():
-        try:
-            importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name != module_name:
-                raise
-            stub = types.ModuleType(module_name)
-            stub.add_arguments = lambda parser: None
-            stub.run = lambda args: 0
-            monkeypatch.setitem(sys.modules, module_name, stub)
-    try:
-        import workflows.reference as reference
-    except ImportError:  # the reference module may not exist yet
-        reference = types.ModuleType("workflows.reference")
-        monkeypatch.setitem(sys.modules, "workflows.reference", reference)
-    monkeypatch.setattr(reference, "load_lsoa_table", lambda *a, **k: lsoa_table(),
-                        raising=False)
+    monkeypatch.setattr(reference, "load_lsoa_table", lambda *a, **k: lsoa_table())
 
 
 def _cli(argv):

@@ -1,0 +1,62 @@
+"""Run configurations in TOML: read, check every key, and say exactly what is wrong.
+
+A config error names the file, the key and what was expected, because a typo in a config
+should never silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from workflows import paths
+from workflows.errors import UserError
+
+#: section -> key -> (type, required)
+SCHEMA: dict[str, dict[str, tuple[type, bool]]] = {
+    "data": {"preset": (str, True), "seed": (int, True)},
+    "report": {"suppression_threshold": (int, False), "suppression_marker": (str, False)},
+}
+DEFAULTS = {"report": {"suppression_threshold": 10, "suppression_marker": "c"}}
+
+
+def resolve(name_or_path: str | Path) -> Path:
+    """A config name (``demo``) from workflows/configs, or a path to a TOML file."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = paths.CONFIG_DIR / f"{name_or_path}.toml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in paths.CONFIG_DIR.glob("*.toml")))
+        raise UserError(f"config {name_or_path!r} not found (looked for {path}); known configs: {known}")
+    return path
+
+
+def load_config(name_or_path: str | Path) -> dict:
+    """Read and check a run config; returns sections with defaults filled in."""
+    path = resolve(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise UserError(f"{path}: not valid TOML: {err}") from None
+    config: dict = {}
+    for section, value in raw.items():
+        if section not in SCHEMA:
+            raise UserError(f"{path}: unknown section [{section}]; expected one of {', '.join(SCHEMA)}")
+        if not isinstance(value, dict):
+            raise UserError(f"{path}: {section} must be a [table]")
+    for section, keys in SCHEMA.items():
+        given = raw.get(section, {})
+        out = dict(DEFAULTS.get(section, {}))
+        for key, value in given.items():
+            if key not in keys:
+                raise UserError(f"{path}: unknown key {section}.{key}; expected one of {', '.join(keys)}")
+            kind, _ = keys[key]
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise UserError(f"{path}: {section}.{key} = {value!r}: expected {kind.__name__}")
+            out[key] = value
+        for key, (_, required) in keys.items():
+            if required and key not in out:
+                raise UserError(f"{path}: missing required key {section}.{key}")
+        config[section] = out
+    config["_path"] = str(path)
+    return config
