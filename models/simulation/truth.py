@@ -71,7 +71,7 @@ TRANSITION_PROBABILITY = {
              "complex_needs_2": .60, "out_of_control": .25, "disability_mental_health": .30},
     "cpp": {"neglect": .88, "domestic_violence": .85, "physical_abuse": .75, "complex_needs_1": .85,
             "complex_needs_2": .90, "out_of_control": .70, "disability_mental_health": .80},
-    "lac": {"neglect": .070, "domestic_violence": .024, "physical_abuse": .048,
+    "lac": {"neglect": .060, "domestic_violence": .024, "physical_abuse": .048,
             "complex_needs_1": .036, "complex_needs_2": .170, "out_of_control": .140,
             "disability_mental_health": .060},
 }
@@ -95,7 +95,7 @@ SD_YEAR_TRANSITION = 0.05
 
 #: Class prevalence among referrals (Hood et al.: Complex Needs II about 3%).
 CLASS_PREVALENCE = {
-    "neglect": .20, "domestic_violence": .22, "physical_abuse": .10, "complex_needs_1": .20,
+    "neglect": .16, "domestic_violence": .26, "physical_abuse": .10, "complex_needs_1": .20,
     "complex_needs_2": .03, "out_of_control": .12, "disability_mental_health": .13,
 }
 #: Age shifts of class membership logits (Neglect younger; out-of-control older).
@@ -115,7 +115,7 @@ CLASS_SIGNATURES = {
     "physical_abuse": {"physical_abuse_adult_on_child": .80, "physical_abuse_unknown": .12,
                        "emotional_abuse": .10},
     "complex_needs_1": {"domestic_abuse_parent": .43, "mental_health_parent": .42, "alcohol_parent": .25,
-                        "drugs_parent": .21, "emotional_abuse": .24, "neglect": .25},
+                        "drugs_parent": .21, "emotional_abuse": .24, "neglect": .12},
     "complex_needs_2": {"neglect": .75, "domestic_abuse_parent": .65, "mental_health_parent": .65,
                         "alcohol_parent": .50, "drugs_parent": .55, "emotional_abuse": .55,
                         "learning_disability_parent": .20, "physical_abuse_adult_on_child": .25},
@@ -132,7 +132,7 @@ CPP_CATEGORY_BY_CLASS = {
     "neglect": {"neglect": .90, "physical": .02, "sexual": .01, "emotional": .05, "multiple": .02},
     "domestic_violence": {"neglect": .08, "physical": .04, "sexual": .01, "emotional": .83, "multiple": .04},
     "physical_abuse": {"neglect": .05, "physical": .85, "sexual": .02, "emotional": .05, "multiple": .03},
-    "complex_needs_1": {"neglect": .30, "physical": .04, "sexual": .02, "emotional": .60, "multiple": .04},
+    "complex_needs_1": {"neglect": .22, "physical": .04, "sexual": .02, "emotional": .68, "multiple": .04},
     "complex_needs_2": {"neglect": .50, "physical": .05, "sexual": .02, "emotional": .23, "multiple": .20},
     "out_of_control": {"neglect": .30, "physical": .15, "sexual": .25, "emotional": .25, "multiple": .05},
     "disability_mental_health": {"neglect": .45, "physical": .05, "sexual": .03, "emotional": .45, "multiple": .02},
