@@ -31,6 +31,10 @@ STAGE_LABELS: dict[str, str] = {
     "cpp": "Child protection plan",
     "lac": "Looked after",
 }
+STAGE_SHORT: dict[str, str] = {
+    "referral": "Referral", "assessment": "Assessment", "s47": "S47", "icpc": "ICPC",
+    "cpp": "CPP", "lac": "LAC",
+}
 
 GENDERS: tuple[str, ...] = ("male", "female", "other", "unknown")
 #: CIN census gender codes.

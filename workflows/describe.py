@@ -21,7 +21,7 @@ import pandas as pd
 
 from models import describe as d
 from models.suppression import SuppressionRule, apply_mask, primary_mask, secondary_mask
-from models.vocabulary import STAGE_LABELS, STAGES
+from models.vocabulary import STAGE_LABELS, STAGE_SHORT, STAGES
 from workflows import atomic, paths, provenance
 from workflows.errors import UserError
 from workflows.report_format import Section, render_html, render_markdown
@@ -201,7 +201,7 @@ def _figures(tables: PublishedTables, folder: Path) -> dict[str, Path]:
     funnel = tables.funnel
     cols = [f"{s} (% of referrals)" for s in STAGES[1:]]
     values = funnel[cols].apply(pd.to_numeric, errors="coerce")  # suppressed -> NaN, not drawn
-    values.columns = [STAGE_LABELS[s] for s in STAGES[1:]]
+    values.columns = [STAGE_SHORT[s] for s in STAGES[1:]]
     values.T.plot(ax=ax, marker="o")
     ax.set_ylabel("% of referrals")
     ax.set_yscale("log")
