@@ -110,8 +110,7 @@ def _referral_rate(cells: pd.DataFrame, truth: dict, la_code: str, v_lsoa: np.nd
     la = truth["la_effects"][la_code]["referral"]
     age, eth = cells["age_idx"].to_numpy(), cells["eth_idx"].to_numpy()
     genders = list(truth["population"]["gender_share"])
-    slope = (ref["within"] + la["slope"] + _vec(ref["slope_by_age"], AGE_GROUPS)[age]
-             + _vec(ref["slope_by_ethnicity"], ETHNICITIES)[eth])
+    slope = ref["within"] + la["slope"]
     eta = (ref["intercept"] + la["intercept"] + v_lsoa[cells["lsoa_idx"].to_numpy()]
            + slope * cells["dep_within"].to_numpy() + ref["between"] * cells["dep_between"].to_numpy()
            + _vec(ref["age_effect"], AGE_GROUPS)[age]
@@ -141,7 +140,9 @@ def _transition_logit(stage: str, frame: pd.DataFrame, klass: np.ndarray | None,
     la = truth["la_effects"][la_code][stage]
     if stage in CLASS_STAGES:
         intercept = _vec(spec["intercept_by_class"], DEMAND_CLASSES)[klass]
-        slope_shift = _vec(spec["slope_by_class"], DEMAND_CLASSES)[klass]
+        slope_shift = (_vec(spec["slope_by_class"], DEMAND_CLASSES)[klass]
+                       + _vec(spec["slope_by_age"], AGE_GROUPS)[frame["age_idx"].to_numpy()]
+                       + _vec(spec["slope_by_ethnicity"], ETHNICITIES)[frame["eth_idx"].to_numpy()])
     else:
         intercept, slope_shift = spec["intercept"], 0.0
     return (intercept + la["intercept"] + v_lsoa[frame["lsoa_idx"].to_numpy()]

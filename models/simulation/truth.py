@@ -51,13 +51,6 @@ REFERRAL = {
         "black": 0.20, "other": 0.0, "unknown": 0.0,
     },
     "disability_effect": 0.35,
-    # Gradient modifiers (added to the within slope): steeper for younger children and
-    # White British children, as the research found.
-    "slope_by_age": {"under_1": 0.06, "1_4": 0.04, "5_9": 0.02, "10_15": 0.0, "16_plus": -0.03},
-    "slope_by_ethnicity": {
-        "white_british": 0.04, "white_other": 0.0, "mixed": 0.02, "asian": -0.03,
-        "black": -0.02, "other": 0.0, "unknown": 0.0,
-    },
     "year_trend": 0.03,
     "sd_year": 0.03,
 }
@@ -77,10 +70,20 @@ TRANSITION_PROBABILITY = {
 }
 TRANSITION = {
     "assessment": {"within": 0.02, "contextual": -0.01, "sd_la": 0.30, "sd_la_slope": 0.02, "sd_lsoa": 0.10},
-    "s47": {"within": 0.06, "contextual": -0.03, "sd_la": 0.30, "sd_la_slope": 0.02, "sd_lsoa": 0.10},
-    "icpc": {"within": 0.04, "contextual": -0.02, "sd_la": 0.25, "sd_la_slope": 0.02, "sd_lsoa": 0.10},
-    "cpp": {"within": 0.03, "contextual": -0.02, "sd_la": 0.20, "sd_la_slope": 0.02, "sd_lsoa": 0.10},
-    "lac": {"within": 0.10, "contextual": -0.05, "sd_la": 0.25, "sd_la_slope": 0.02, "sd_lsoa": 0.10},
+    "s47": {"within": 0.05, "contextual": -0.03, "sd_la": 0.30, "sd_la_slope": 0.02, "sd_lsoa": 0.10},
+    "icpc": {"within": 0.03, "contextual": -0.02, "sd_la": 0.25, "sd_la_slope": 0.02, "sd_lsoa": 0.10},
+    "cpp": {"within": 0.02, "contextual": -0.02, "sd_la": 0.20, "sd_la_slope": 0.02, "sd_lsoa": 0.10},
+    "lac": {"within": 0.09, "contextual": -0.05, "sd_la": 0.25, "sd_la_slope": 0.02, "sd_lsoa": 0.10},
+}
+#: Gradient modifiers on the class stages (s47, icpc, cpp, lac), added to the within slope:
+#: steeper for younger children and White British children, as the research found.  They
+#: sit on the transitions, where the population at risk (referred children) is known by
+#: age and ethnicity, and not on referral rates, for which no public LSOA denominators by
+#: age or ethnicity exist; so the LSOA-level referral model stays exactly log-linear.
+SLOPE_BY_AGE = {"under_1": 0.03, "1_4": 0.02, "5_9": 0.01, "10_15": 0.0, "16_plus": -0.015}
+SLOPE_BY_ETHNICITY = {
+    "white_british": 0.02, "white_other": 0.0, "mixed": 0.01, "asian": -0.015,
+    "black": -0.01, "other": 0.0, "unknown": 0.0,
 }
 #: Class-specific shifts of the within gradient (steepest for Neglect and Complex Needs II).
 SLOPE_BY_CLASS = {
@@ -223,6 +226,8 @@ def draw_truth(preset: Preset, national: pd.DataFrame, factor_share: pd.Series, 
         if isinstance(probs, dict):
             spec["intercept_by_class"] = {c: _logit(probs[c]) for c in DEMAND_CLASSES}
             spec["slope_by_class"] = dict(SLOPE_BY_CLASS)
+            spec["slope_by_age"] = dict(SLOPE_BY_AGE)
+            spec["slope_by_ethnicity"] = dict(SLOPE_BY_ETHNICITY)
         else:
             spec["intercept"] = _logit(probs)
         spec["age_effect"] = dict(TRANSITION_AGE_EFFECT.get(stage, {a: 0.0 for a in AGE_GROUPS}))
