@@ -57,4 +57,7 @@ def _same_simulation(data_dir: Path, preset: str, seed: int) -> bool:
         recorded = json.loads(manifest.read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    return recorded.get("preset") == preset and recorded.get("seed") == seed
+    from workflows.simulate import generator_fingerprint
+
+    return (recorded.get("preset") == preset and recorded.get("seed") == seed
+            and recorded.get("generator_fingerprint") == generator_fingerprint())

@@ -82,8 +82,10 @@ def publish_tables(extract, lsoa_table: pd.DataFrame, la_table: pd.DataFrame,
     funnel_pub = apply_mask(funnel, f_mask, rule)
     share = funnel.div(funnel["referral"], axis=0) * 100
     for stage in STAGES[1:]:
+        # A share reveals its denominator too: hide it where either count is hidden.
+        hidden = (f_mask[stage] | f_mask["referral"]).to_frame(stage)
         funnel_pub[f"{stage} (% of referrals)"] = apply_mask(
-            share[[stage]], f_mask[[stage]], rule, decimals=1)[stage]
+            share[[stage]], hidden, rule, decimals=1)[stage]
 
     counts = d.counts_by_decile(ep, lsoa_table)
     children = d.denominators_by_decile(ep, lsoa_table)
@@ -155,8 +157,18 @@ def write_describe_report(extract_path: Path, out_dir: Path, rule: SuppressionRu
             suppression={"threshold": rule.threshold, "marker": rule.marker},
             validation=report.counts(), seconds=round(time.perf_counter() - started, 2))
         man["inputs"]["extract"]["path"] = extract_path.name  # a folder name can identify an LA analyst
+        man["argv"] = [_redact_path(a, extract_path) for a in man["argv"]]
         (tmp / "manifest.json").write_text(json.dumps(man, indent=1) + "\n")
     return out_dir
+
+
+def _redact_path(arg: str, extract_path: Path) -> str:
+    """``arg`` with the extract's folder removed if it names the extract (as in inputs)."""
+    try:
+        same = Path(arg).resolve() == Path(extract_path).resolve()
+    except (OSError, ValueError):
+        same = False
+    return Path(extract_path).name if same else arg
 
 
 def _sections(tables: PublishedTables, report, rule: SuppressionRule, figs: dict[str, Path]) -> list[Section]:

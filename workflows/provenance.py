@@ -59,3 +59,22 @@ def manifest(command: str, inputs: dict[str, str | Path] | None = None, **extra)
         "inputs": {name: {"path": str(p), "sha256": sha256_file(p)} for name, p in (inputs or {}).items()},
         **extra,
     }
+
+
+def source_fingerprint(*modules: str) -> str:
+    """sha256 over the source files of the given packages/modules (e.g. ``models.simulation``).
+
+    Caches key on it, so a result is reused only when the code that made it is unchanged,
+    whether or not that code was committed.
+    """
+    import importlib
+
+    digest = hashlib.sha256()
+    for name in modules:
+        module = importlib.import_module(name)
+        files = ([Path(module.__file__)] if not hasattr(module, "__path__")
+                 else sorted(Path(module.__path__[0]).rglob("*.py")))
+        for f in files:
+            digest.update(f.name.encode())
+            digest.update(f.read_bytes())
+    return digest.hexdigest()

@@ -88,11 +88,20 @@ def write_simulation(out_dir: Path, preset_name: str, seed: int, fmt: str = "csv
             "simulate", inputs={"lsoa_table": paths.REFERENCE_DIR / "lsoa.csv",
                                 "factor_prevalence": paths.REFERENCE_DIR / "factor_prevalence.csv"},
             preset=preset.name, seed=seed, format=fmt, n_episodes=int(sum(totals)),
+            generator_fingerprint=generator_fingerprint(),
             seconds=round(time.perf_counter() - started, 2),
             outputs={p.name: provenance.sha256_file(p) for p in sorted(tmp.iterdir())},
         )
         (tmp / "manifest.json").write_text(json.dumps(man, indent=1) + "\n")
     return out_dir
+
+
+def generator_fingerprint() -> str:
+    """Hash of everything that determines the simulated files besides preset and seed."""
+    digest = provenance.source_fingerprint("models.simulation", "models.areas", "models.vocabulary")
+    for name in ("lsoa.csv", "factor_prevalence.csv"):
+        digest += provenance.sha256_file(paths.REFERENCE_DIR / name)
+    return provenance.hashlib.sha256(digest.encode()).hexdigest()
 
 
 def expected_rates_by_decile(expected: pd.DataFrame, national: pd.DataFrame, truth: dict) -> dict:
