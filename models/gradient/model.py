@@ -1,0 +1,259 @@
+"""The social gradient and inverse intervention model: one PyMC model over all stages.
+
+For stage s, cell i (LA l, LSOA k, year t, covariates x):
+
+    eta = alpha[s] + beta_within[s] * within + beta_between[s] * between
+          + u[l, s] + w[l, s] * within + v[k, s] + year[t, s]
+          + sum_c (effect_c[x_c, s] + gradient_shift_c[x_c, s] * within)
+
+with ``beta_between = beta_within + contextual``: the contextual effect (the inverse
+intervention effect when negative) is a parameter, so its posterior is read directly.
+``within`` is the LSOA's deprivation minus its LA's child-weighted mean and ``between`` the
+LA mean minus the national mean, both in decile units (:mod:`models.areas`).
+
+Likelihood on cells (:mod:`models.cells`): binomial with logit link for pathway
+transitions (stage s given its parent), Poisson or negative binomial with log link and
+child-years exposure for population rates.  Group effects are non-centred; covariate
+effects use reference coding (the reference level is stated in ``GradientSpec``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+
+from models.priors import PriorSet
+
+#: Mean events per group (at one stage) from which the centred form is used under "auto".
+CENTRE_THRESHOLD = 30.0
+
+DEFAULT_REFERENCE = {"age_group": "10_15", "ethnicity": "white_british", "gender": "male",
+                     "demand_class": "neglect"}
+
+
+@dataclass(frozen=True)
+class GradientSpec:
+    """What the model contains.  ``scale``: ``transition`` (binomial) or ``population``."""
+
+    scale: str = "transition"
+    covariates: tuple[str, ...] = ()
+    gradient_interactions: bool = True
+    la_slopes: bool = True
+    lsoa_effects: bool = True
+    year_effects: bool = True
+    correlated_stages: bool = False
+    #: Non-centred group effects mix well when each group's data are weak; with strong data
+    #: per group (population counts in large LAs) the centred form mixes far better.
+    #: ``"auto"`` centres a level at a stage when its groups average at least
+    #: ``CENTRE_THRESHOLD`` events there; or a tuple of levels ("la", "la_slope", "lsoa")
+    #: to centre at every stage; ``()`` for non-centred everywhere.
+    centred: str | tuple[str, ...] = "auto"
+    likelihood: str = "auto"  # binomial (transition); poisson or negbin (population)
+    reference: dict = field(default_factory=lambda: dict(DEFAULT_REFERENCE))
+
+    def __post_init__(self):
+        if self.scale not in ("transition", "population"):
+            raise ValueError(f"scale must be 'transition' or 'population', got {self.scale!r}")
+        allowed = {"transition": {"auto", "binomial"}, "population": {"auto", "poisson", "negbin"}}
+        if self.likelihood not in allowed[self.scale]:
+            raise ValueError(f"likelihood {self.likelihood!r} does not fit scale {self.scale!r}")
+
+    @property
+    def family(self) -> str:
+        if self.likelihood != "auto":
+            return self.likelihood
+        return "binomial" if self.scale == "transition" else "poisson"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _levels(series: pd.Series) -> list[str]:
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        present = set(series.astype(str).unique())
+        return [str(c) for c in series.cat.categories if str(c) in present]
+    return sorted(series.astype(str).unique())
+
+
+def model_coords(cells: pd.DataFrame, spec: GradientSpec) -> dict[str, list]:
+    """The labelled axes of every parameter."""
+    coords = {
+        "stage": _levels(cells["stage"]),
+        "la": sorted(cells["la_code"].astype(str).unique()),
+        "lsoa": sorted(cells["lsoa_code"].astype(str).unique()),
+        "year": [int(y) for y in sorted(cells["year"].unique())],
+        "cell": np.arange(len(cells)),
+    }
+    coords["year_nonref"] = coords["year"][1:]
+    for cov in spec.covariates:
+        levels = _levels(cells[cov])
+        ref = spec.reference.get(cov, levels[0])
+        if ref not in levels:
+            raise ValueError(f"reference level {ref!r} of {cov} is absent from the data; levels: {levels}")
+        coords[cov] = levels
+        coords[f"{cov}_nonref"] = [lv for lv in levels if lv != ref]
+    return coords
+
+
+def _index(values: pd.Series, labels: list) -> np.ndarray:
+    lookup = {lab: i for i, lab in enumerate(labels)}
+    return values.astype(str if isinstance(labels[0], str) else int).map(lookup).to_numpy(dtype="int64")
+
+
+def _empirical_centre(cells: pd.DataFrame, spec: GradientSpec, stages: list[str]) -> np.ndarray:
+    """Data-driven prior centre of each stage's intercept: its overall logit or log rate."""
+    centre = []
+    for s in stages:
+        c = cells[cells["stage"].astype(str) == s]
+        if spec.scale == "transition":
+            p = (c["successes"].sum() + 0.5) / (c["trials"].sum() + 1.0)
+            centre.append(np.log(p) - np.log1p(-p))
+        else:
+            centre.append(np.log((c["count"].sum() + 0.5) / c["exposure"].sum()))
+    return np.asarray(centre)
+
+
+def build_gradient_model(cells: pd.DataFrame, spec: GradientSpec, priors: PriorSet) -> pm.Model:
+    """Build (not fit) the multilevel gradient model on ``cells``."""
+    coords = model_coords(cells, spec)
+    stages = coords["stage"]
+    n_stage = len(stages)
+    s_idx = _index(cells["stage"], stages)
+    la_idx = _index(cells["la_code"], coords["la"])
+    within = cells["dep_within"].to_numpy(float)
+
+    plan = centring_plan(cells, spec, stages)
+    with pm.Model(coords=coords) as model:
+        model.spec = spec  # kept for effects and reports
+        model.centring = {k: [st for st, c in zip(stages, v) if c] for k, v in plan.items()}
+        w_data = pm.Data("within", within, dims="cell")
+        alpha = pm.Normal("intercept", mu=_empirical_centre(cells, spec, stages),
+                          sigma=priors.intercept_sd, dims="stage")
+        beta_w = pm.Normal("within_effect", 0.0, priors.slope_sd, dims="stage")
+        contextual = pm.Normal("contextual_effect", 0.0, priors.slope_sd, dims="stage")
+        beta_b = pm.Deterministic("between_effect", beta_w + contextual, dims="stage")
+
+        slope = beta_w[s_idx]
+        # LA-level mean: intercept + between effect x LA deprivation + LA effect.
+        la_between = (cells.groupby(cells["la_code"].astype(str))["dep_between"].first()
+                      .reindex(coords["la"]).to_numpy(float))
+        la_mean = alpha[None, :] + beta_b[None, :] * la_between[:, None]
+        if spec.correlated_stages and n_stage > 1:
+            # LA effects correlated across stages (an LA that assesses more may plan more).
+            model.add_coord("stage_b", stages)
+            sd_dist = (pm.HalfNormal.dist(priors.la_sd.scale, shape=n_stage)
+                       if priors.la_sd.kind == "halfnormal"
+                       else pm.Exponential.dist(1.0 / priors.la_sd.scale, shape=n_stage))
+            chol, corr, sds = pm.LKJCholeskyCov("la_chol", n=n_stage, eta=priors.lkj_eta,
+                                                sd_dist=sd_dist, compute_corr=True)
+            pm.Deterministic("la_sd", sds, dims="stage")
+            pm.Deterministic("la_corr", corr, dims=("stage", "stage_b"))
+            z = pm.Normal("la_z", 0.0, 1.0, dims=("la", "stage"))
+            la_level = la_mean + pt.dot(z, chol.T)
+        else:
+            # Hierarchical centring where the data are strong: the LA level is centred on
+            # its regression mean (intercept + between effect), LSOAs on their LA's level.
+            sd_la = priors.la_sd("la_sd", dims="stage")
+            la_level = _group_level(model, "la_level", "la", la_mean, sd_la, plan["la"], stages)
+        pm.Deterministic("la_effect", la_level - la_mean, dims=("la", "stage"))
+
+        if spec.lsoa_effects:
+            lsoa_idx = _index(cells["lsoa_code"], coords["lsoa"])
+            la_of_lsoa = _index(cells.groupby(cells["lsoa_code"].astype(str))["la_code"].first()
+                                .reindex(coords["lsoa"]), coords["la"])
+            sd_lsoa = priors.lsoa_sd("lsoa_sd", dims="stage")
+            level = _group_level(model, "lsoa_level", "lsoa", la_level[la_of_lsoa], sd_lsoa,
+                                 plan["lsoa"], stages)
+            eta = level[lsoa_idx, s_idx]
+        else:
+            eta = la_level[la_idx, s_idx]
+
+        if spec.la_slopes:
+            sd_slope = priors.la_slope_sd("la_slope_sd", dims="stage")
+            level = _group_level(model, "la_gradient", "la", beta_w[None, :], sd_slope,
+                                 plan["la_slope"], stages)
+            pm.Deterministic("la_slope", level - beta_w[None, :], dims=("la", "stage"))
+            slope = level[la_idx, s_idx]
+
+        if spec.year_effects and len(coords["year"]) > 1:
+            yr = pm.Normal("year_raw", 0.0, priors.covariate_sd, dims=("year_nonref", "stage"))
+            year = pm.Deterministic("year_effect", pt.concatenate([pt.zeros((1, n_stage)), yr], axis=0),
+                                    dims=("year", "stage"))
+            eta = eta + year[_index(cells["year"], coords["year"]), s_idx]
+
+        for cov in spec.covariates:
+            levels, nonref = coords[cov], coords[f"{cov}_nonref"]
+            ref_pos = [i for i, lv in enumerate(levels) if lv not in nonref][0]
+            c_idx = _index(cells[cov], levels)
+            raw = pm.Normal(f"{cov}_raw", 0.0, priors.covariate_sd, dims=(f"{cov}_nonref", "stage"))
+            full = _insert_zero_row(raw, ref_pos)
+            effect = pm.Deterministic(f"{cov}_effect", full, dims=(cov, "stage"))
+            eta = eta + effect[c_idx, s_idx]
+            if spec.gradient_interactions:
+                raw_g = pm.Normal(f"{cov}_gradient_raw", 0.0, priors.interaction_sd,
+                                  dims=(f"{cov}_nonref", "stage"))
+                shift = pm.Deterministic(f"{cov}_gradient_shift", _insert_zero_row(raw_g, ref_pos),
+                                         dims=(cov, "stage"))
+                slope = slope + shift[c_idx, s_idx]
+
+        eta = eta + slope * w_data
+        if spec.family == "binomial":
+            pm.Binomial("successes", n=cells["trials"].to_numpy("int64"), logit_p=eta,
+                        observed=cells["successes"].to_numpy("int64"), dims="cell")
+        else:
+            mu = pt.exp(eta + np.log(cells["exposure"].to_numpy(float)))
+            if spec.family == "poisson":
+                pm.Poisson("count", mu=mu, observed=cells["count"].to_numpy("int64"), dims="cell")
+            else:
+                inv_disp = pm.Exponential("nb_inverse_dispersion", 0.1, dims="stage")
+                pm.NegativeBinomial("count", mu=mu, alpha=inv_disp[s_idx],
+                                    observed=cells["count"].to_numpy("int64"), dims="cell")
+    return model
+
+
+def _insert_zero_row(raw, position: int):
+    """Reference coding: the reference level's row is a fixed zero."""
+    zeros = pt.zeros((1, raw.shape[1]))
+    return pt.concatenate([raw[:position], zeros, raw[position:]], axis=0)
+
+
+def centring_plan(cells: pd.DataFrame, spec: GradientSpec, stages: list[str]) -> dict[str, np.ndarray]:
+    """Per level ("la", "la_slope", "lsoa"), a boolean per stage: centre it there?"""
+    if spec.centred != "auto":
+        return {lv: np.full(len(stages), lv in spec.centred) for lv in ("la", "la_slope", "lsoa")}
+    events = cells["successes"] if spec.scale == "transition" else cells["count"]
+    plan = {}
+    for level, key in (("la", "la_code"), ("la_slope", "la_code"), ("lsoa", "lsoa_code")):
+        per_stage = []
+        for st in stages:
+            mask = (cells["stage"].astype(str) == st).to_numpy()
+            per_group = events[mask].groupby(cells.loc[mask, key].astype(str)).sum()
+            per_stage.append(per_group.mean() >= CENTRE_THRESHOLD)
+        plan[level] = np.array(per_stage, dtype=bool)
+    return plan
+
+
+def _group_level(model: pm.Model, name: str, group_dim: str, mean, sd, centred: np.ndarray,
+                 stages: list[str]):
+    """Group x stage values ~ Normal(mean, sd[stage]), centred at the stages flagged in
+    ``centred`` and non-centred at the others, stitched back in stage order."""
+    n_group = len(model.coords[group_dim])
+    mean = pt.broadcast_to(pt.as_tensor_variable(mean), (n_group, len(stages)))
+    out = pt.zeros((n_group, len(stages)))
+    c_idx = np.flatnonzero(centred)
+    n_idx = np.flatnonzero(~centred)
+    if len(c_idx):
+        dim = f"{name}_centred_stage"
+        model.add_coord(dim, [stages[i] for i in c_idx])
+        x = pm.Normal(f"{name}_centred", mean[:, c_idx], sd[c_idx], dims=(group_dim, dim))
+        out = pt.set_subtensor(out[:, c_idx], x)
+    if len(n_idx):
+        dim = f"{name}_noncentred_stage"
+        model.add_coord(dim, [stages[i] for i in n_idx])
+        z = pm.Normal(f"{name}_z", 0.0, 1.0, dims=(group_dim, dim))
+        out = pt.set_subtensor(out[:, n_idx], mean[:, n_idx] + z * sd[n_idx])
+    return out
