@@ -30,7 +30,7 @@ def stage_reached(episodes: pd.DataFrame, stage: str) -> np.ndarray:
 
 
 def _with_geography(episodes: pd.DataFrame, geography: pd.DataFrame) -> pd.DataFrame:
-    geo = geography.set_index("lsoa_code")[["dep_within", "dep_between"]]
+    geo = geography.set_index("lsoa_code")[["dep_within", "dep_between", "idaci_decile"]]
     missing = ~episodes["lsoa_code"].isin(geo.index)
     if missing.any():
         raise ValueError(f"{int(missing.sum())} episodes have LSOAs missing from the geography")
@@ -40,13 +40,18 @@ def _with_geography(episodes: pd.DataFrame, geography: pd.DataFrame) -> pd.DataF
 
 def transition_cells(episodes: pd.DataFrame, geography: pd.DataFrame,
                      stages: tuple[str, ...] = STAGES[1:], covariates: tuple[str, ...] = (),
-                     classes: pd.Series | None = None) -> pd.DataFrame:
-    """Binomial cells for P(stage | parent stage).
+                     classes: pd.Series | None = None, given: str = "parent",
+                     aggregate: bool = True) -> pd.DataFrame:
+    """Binomial cells for P(stage | parent stage), or P(stage | referral) with
+    ``given="referral"`` (reaching the stage at all, among referred children).
 
     ``covariates`` are episode columns to keep (e.g. ``age_group``, ``ethnicity``);
     ``classes`` (aligned with ``episodes``) adds a ``demand_class`` column when a class is
-    supplied (e.g. the simulator's truth, or a modal class).
+    supplied (e.g. the simulator's truth, or a modal class).  ``aggregate=False`` keeps one
+    row per episode at risk (``trials`` = 1): the Bernoulli rows the cells replace.
     """
+    if given not in ("parent", "referral"):
+        raise ValueError(f"given must be 'parent' or 'referral', got {given!r}")
     ep = _with_geography(episodes, geography)
     ep = ep.assign(year=ep["year_ending_march"].astype(int))
     if classes is not None:
@@ -55,20 +60,28 @@ def transition_cells(episodes: pd.DataFrame, geography: pd.DataFrame,
     keys = ["la_code", "lsoa_code", "year", *covariates]
     parts = []
     for stage in stages:
-        parent = STAGE_PARENT[stage]
-        if parent is None:
+        parent = STAGE_PARENT[stage] if given == "parent" else "referral"
+        if STAGE_PARENT[stage] is None:
             raise ValueError("referral has no parent stage: use population_cells for referrals")
         at_risk = stage_reached(ep, parent)
-        frame = ep.loc[at_risk, keys + ["dep_within", "dep_between"]].copy()
+        frame = ep.loc[at_risk, keys + ["dep_within", "dep_between", "idaci_decile"]].copy()
         frame["successes"] = stage_reached(ep, stage)[at_risk].astype("int64")
+        if not aggregate:
+            frame = frame.sort_values(keys, kind="stable").reset_index(drop=True)
+            frame.insert(len(keys), "trials", np.ones(len(frame), dtype="int64"))
+            frame.insert(0, "stage", stage)
+            parts.append(frame)
+            continue
         grouped = frame.groupby(keys, observed=True, sort=True).agg(
             trials=("successes", "size"), successes=("successes", "sum"),
-            dep_within=("dep_within", "first"), dep_between=("dep_between", "first"))
+            dep_within=("dep_within", "first"), dep_between=("dep_between", "first"),
+            idaci_decile=("idaci_decile", "first"))
         grouped = grouped.reset_index()
         grouped.insert(0, "stage", stage)
         parts.append(grouped)
     cells = pd.concat(parts, ignore_index=True)
     cells["stage"] = pd.Categorical(cells["stage"], categories=list(stages))
+    cells.attrs["given"] = given
     for col in covariates:
         if not isinstance(cells[col].dtype, pd.CategoricalDtype):
             cells[col] = pd.Categorical(cells[col])

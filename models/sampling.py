@@ -49,14 +49,18 @@ def fit(model: pm.Model, settings: SamplerSettings, log_likelihood: bool = False
                            + (" (pip install numpyro jax)" if settings.sampler == "numpyro" else ""))
     kwargs = dict(draws=settings.draws, tune=settings.tune, chains=settings.chains,
                   random_seed=settings.seed, progressbar=settings.progressbar,
-                  target_accept=settings.target_accept,
-                  idata_kwargs={"log_likelihood": log_likelihood})
+                  target_accept=settings.target_accept)
     if settings.cores is not None:
         kwargs["cores"] = settings.cores
     with model:
         if settings.sampler == "pymc":
-            return pm.sample(**kwargs)
-        return pm.sample(nuts_sampler=settings.sampler, **kwargs)
+            idata = pm.sample(**kwargs)
+        else:
+            idata = pm.sample(nuts_sampler=settings.sampler, **kwargs)
+        # nutpie ignores idata_kwargs, so the pointwise log-likelihood is computed after.
+        if log_likelihood:
+            pm.compute_log_likelihood(idata, model=model, progressbar=False)
+    return idata
 
 
 def divergences(idata: az.InferenceData) -> int:

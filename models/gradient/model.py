@@ -42,6 +42,7 @@ class GradientSpec:
     scale: str = "transition"
     covariates: tuple[str, ...] = ()
     gradient_interactions: bool = True
+    la_effects: bool = True
     la_slopes: bool = True
     lsoa_effects: bool = True
     year_effects: bool = True
@@ -52,15 +53,19 @@ class GradientSpec:
     #: ``CENTRE_THRESHOLD`` events there; or a tuple of levels ("la", "la_slope", "lsoa")
     #: to centre at every stage; ``()`` for non-centred everywhere.
     centred: str | tuple[str, ...] = "auto"
-    likelihood: str = "auto"  # binomial (transition); poisson or negbin (population)
+    #: binomial (transition; bernoulli for one row per episode); poisson or negbin (population)
+    likelihood: str = "auto"
     reference: dict = field(default_factory=lambda: dict(DEFAULT_REFERENCE))
 
     def __post_init__(self):
         if self.scale not in ("transition", "population"):
             raise ValueError(f"scale must be 'transition' or 'population', got {self.scale!r}")
-        allowed = {"transition": {"auto", "binomial"}, "population": {"auto", "poisson", "negbin"}}
+        allowed = {"transition": {"auto", "binomial", "bernoulli"},
+                   "population": {"auto", "poisson", "negbin"}}
         if self.likelihood not in allowed[self.scale]:
             raise ValueError(f"likelihood {self.likelihood!r} does not fit scale {self.scale!r}")
+        if not self.la_effects and (self.la_slopes or self.lsoa_effects or self.correlated_stages):
+            raise ValueError("la_effects=False needs la_slopes, lsoa_effects and correlated_stages off")
 
     @property
     def family(self) -> str:
@@ -142,7 +147,10 @@ def build_gradient_model(cells: pd.DataFrame, spec: GradientSpec, priors: PriorS
         la_between = (cells.groupby(cells["la_code"].astype(str))["dep_between"].first()
                       .reindex(coords["la"]).to_numpy(float))
         la_mean = alpha[None, :] + beta_b[None, :] * la_between[:, None]
-        if spec.correlated_stages and n_stage > 1:
+        if not spec.la_effects:
+            # A single-level model (for checks against frequentist fits): no LA variation.
+            la_level = la_mean + pt.zeros((len(coords["la"]), n_stage))
+        elif spec.correlated_stages and n_stage > 1:
             # LA effects correlated across stages (an LA that assesses more may plan more).
             model.add_coord("stage_b", stages)
             sd_dist = (pm.HalfNormal.dist(priors.la_sd.scale, shape=n_stage)
@@ -159,7 +167,8 @@ def build_gradient_model(cells: pd.DataFrame, spec: GradientSpec, priors: PriorS
             # its regression mean (intercept + between effect), LSOAs on their LA's level.
             sd_la = priors.la_sd("la_sd", dims="stage")
             la_level = _group_level(model, "la_level", "la", la_mean, sd_la, plan["la"], stages)
-        pm.Deterministic("la_effect", la_level - la_mean, dims=("la", "stage"))
+        if spec.la_effects:
+            pm.Deterministic("la_effect", la_level - la_mean, dims=("la", "stage"))
 
         if spec.lsoa_effects:
             lsoa_idx = _index(cells["lsoa_code"], coords["lsoa"])
@@ -201,7 +210,11 @@ def build_gradient_model(cells: pd.DataFrame, spec: GradientSpec, priors: PriorS
                 slope = slope + shift[c_idx, s_idx]
 
         eta = eta + slope * w_data
-        if spec.family == "binomial":
+        if spec.family == "bernoulli":
+            if (cells["trials"] != 1).any():
+                raise ValueError("the bernoulli likelihood needs one row per episode (trials == 1)")
+            pm.Bernoulli("successes", logit_p=eta, observed=cells["successes"].to_numpy("int64"), dims="cell")
+        elif spec.family == "binomial":
             pm.Binomial("successes", n=cells["trials"].to_numpy("int64"), logit_p=eta,
                         observed=cells["successes"].to_numpy("int64"), dims="cell")
         else:

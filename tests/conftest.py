@@ -1,0 +1,55 @@
+"""Shared fixtures: the national LSOA table and simulated systems, built once per session."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pandas as pd
+import pytest
+
+from models.areas import add_deprivation
+from workflows.extract_io import load_extract
+from workflows.reference import load_lsoa_table
+from workflows.simulate import write_simulation
+
+
+@dataclass
+class Simulated:
+    """A simulated extract as the models see it, with its truth beside it."""
+
+    episodes: pd.DataFrame      # validated, typed episodes (load_extract)
+    factors: pd.DataFrame       # episode x factor booleans
+    truth: dict                 # truth.json
+    classes: pd.Series          # true demand class, aligned with episodes
+    lsoas: list[str]            # the LSOAs simulated (a preset may sample an LA's LSOAs)
+
+    @property
+    def n(self) -> int:
+        return len(self.episodes)
+
+
+@pytest.fixture(scope="session")
+def national_geography():
+    return add_deprivation(load_lsoa_table())
+
+
+@pytest.fixture(scope="session")
+def simulated(tmp_path_factory):
+    """``simulated(preset, seed)``: simulate once per session, then reuse."""
+    cache: dict[tuple[str, int], Simulated] = {}
+
+    def make(preset: str, seed: int) -> Simulated:
+        if (preset, seed) not in cache:
+            out = tmp_path_factory.mktemp(f"sim-{preset}-{seed}")
+            write_simulation(out, preset, seed)
+            extract, _ = load_extract(out / "extract.csv", load_lsoa_table(), salt=b"tests")
+            truth = json.loads((out / "truth.json").read_text())
+            te = pd.read_csv(out / "truth_episodes.csv").set_index("episode_id")
+            classes = te.loc[extract.episodes["episode_id"], "demand_class"].reset_index(drop=True)
+            effects = pd.read_csv(out / "truth_lsoa_effects.csv")
+            lsoas = effects.loc[effects["in_sample"].astype(bool), "lsoa_code"].tolist()
+            cache[(preset, seed)] = Simulated(extract.episodes, extract.factors, truth, classes, lsoas)
+        return cache[(preset, seed)]
+
+    return make
