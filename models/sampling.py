@@ -9,6 +9,8 @@ and tail ESS and divergences that every reported quantity must carry.
 from __future__ import annotations
 
 import importlib.util
+import time
+import warnings
 from dataclasses import dataclass
 
 import arviz as az
@@ -52,6 +54,7 @@ def fit(model: pm.Model, settings: SamplerSettings, log_likelihood: bool = False
                   target_accept=settings.target_accept)
     if settings.cores is not None:
         kwargs["cores"] = settings.cores
+    started = time.perf_counter()
     with model:
         if settings.sampler == "pymc":
             idata = pm.sample(**kwargs)
@@ -60,6 +63,11 @@ def fit(model: pm.Model, settings: SamplerSettings, log_likelihood: bool = False
         # nutpie ignores idata_kwargs, so the pointwise log-likelihood is computed after.
         if log_likelihood:
             pm.compute_log_likelihood(idata, model=model, progressbar=False)
+    wall = time.perf_counter() - started
+    sampling = float(idata.posterior.attrs.get("sampling_time", np.nan))
+    # Compile time (numba for nutpie) dominates small fits: keep the two apart.
+    idata.posterior.attrs.update(sampler=settings.sampler, wall_seconds=round(wall, 3),
+                                 sampling_seconds=round(sampling, 3))
     return idata
 
 
@@ -70,10 +78,19 @@ def divergences(idata: az.InferenceData) -> int:
 
 
 def convergence_table(idata: az.InferenceData, var_names: list[str]) -> pd.DataFrame:
-    """R-hat, bulk and tail ESS per scalar quantity, labelled by its coordinates."""
+    """R-hat, bulk and tail ESS per scalar quantity, labelled by its coordinates.
+
+    Structural constants (the zero of a reference level: the same value in every draw of
+    every chain) have no diagnostics and are left out; anything else that varies is in.
+    """
     present = [v for v in var_names if v in idata.posterior]
-    table = az.summary(idata, var_names=present, kind="diagnostics")
-    return table[["r_hat", "ess_bulk", "ess_tail"]]
+    post = idata.posterior[present]
+    varying = {v: post[v].std(("chain", "draw")) > 0 for v in present}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # r-hat of the constants: 0/0
+        table = az.summary(idata, var_names=present, kind="diagnostics")
+    keep = np.concatenate([np.atleast_1d(varying[v].to_numpy()).ravel() for v in present])
+    return table.loc[keep, ["r_hat", "ess_bulk", "ess_tail"]]
 
 
 @dataclass(frozen=True)

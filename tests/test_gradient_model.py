@@ -133,10 +133,13 @@ def test_spec_and_prior_errors_are_specific(tiny_episodes, national):
 def test_auto_centring_follows_the_data_strength(tiny_episodes, tiny_geography):
     pop = population_cells(tiny_episodes, tiny_geography, stages=("referral", "lac"))
     plan = centring_plan(pop, GradientSpec(scale="population"), ["referral", "lac"])
+    per_la = pop.groupby(["stage", "la_code"], observed=True)["count"].sum().groupby("stage", observed=True).mean()
     per_lsoa = pop.groupby(["stage", "lsoa_code"], observed=True)["count"].sum().groupby("stage", observed=True).mean()
-    assert per_lsoa["referral"] >= 30 > per_lsoa["lac"]  # the premise of the check
-    # Hundreds of referrals per LSOA: centred; looked-after counts per LSOA are a handful.
-    assert plan["lsoa"].tolist() == [True, False]
-    assert plan["la"][0]
+    # The premises: thousands of referrals per LA, over 50 per LSOA, a handful of LAC per LSOA.
+    assert per_la["referral"] > 1000 and per_lsoa["referral"] > 50 and per_lsoa["lac"] < 5
+    assert plan["la"][0] and plan["lsoa"].tolist() == [True, False] and not plan["la_slope"].any()
+    # Binomial information is n p (1 - p): near-certain transitions carry little of it.
+    trans = transition_cells(tiny_episodes, tiny_geography, stages=("assessment",))
+    assert not centring_plan(trans, GradientSpec(), ["assessment"])["lsoa"][0]
     explicit = centring_plan(pop, GradientSpec(scale="population", centred=("lsoa",)), ["referral", "lac"])
     assert explicit["lsoa"].all() and not explicit["la"].any()

@@ -18,6 +18,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "simulate": ("workflows.simulate", "write a synthetic extract and its truth.json"),
     "validate": ("workflows.validate", "check a case-level extract against the schema"),
     "describe": ("workflows.describe", "descriptive report of an extract (funnel, rates, factors)"),
+    "gradient": ("workflows.gradient", "fit the social gradient models to an extract and report them"),
     "demo": ("workflows.demo", "the main job: simulate six-la and report on it"),
 }
 

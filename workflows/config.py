@@ -16,6 +16,8 @@ from workflows.errors import UserError
 SCHEMA: dict[str, dict[str, tuple[type, bool]]] = {
     "data": {"preset": (str, True), "seed": (int, True)},
     "report": {"suppression_threshold": (int, False), "suppression_marker": (str, False)},
+    "gradient": {"prior": (str, False), "sampler": (str, False), "draws": (int, False), "tune": (int, False),
+                 "chains": (int, False), "seed": (int, False), "scales": (list, False), "prob": (float, False)},
 }
 DEFAULTS = {"report": {"suppression_threshold": 10, "suppression_marker": "c"}}
 
@@ -51,6 +53,8 @@ def load_config(name_or_path: str | Path) -> dict:
             if key not in keys:
                 raise UserError(f"{path}: unknown key {section}.{key}; expected one of {', '.join(keys)}")
             kind, _ = keys[key]
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
                 raise UserError(f"{path}: {section}.{key} = {value!r}: expected {kind.__name__}")
             out[key] = value
@@ -59,4 +63,5 @@ def load_config(name_or_path: str | Path) -> dict:
                 raise UserError(f"{path}: missing required key {section}.{key}")
         config[section] = out
     config["_path"] = str(path)
+    config["_sections"] = tuple(raw)  # which sections the file gave (optional analyses run only then)
     return config

@@ -1,0 +1,388 @@
+"""``python -m workflows gradient EXTRACT``: fit the social gradient models and report them.
+
+Two fits (:mod:`models.gradient`): population rates (reaching each stage, per 10,000
+children) and pathway transitions (each stage given the one before).  Writes, into
+``--out`` and replaced as a whole only when complete:
+
+- ``report.md`` / ``report.html``: headline sentences with credible intervals, effects
+  tables, figures, convergence, priors;
+- ``tables/*.csv``: every effect with its interval, R-hat and ESS;
+- ``posterior_<scale>.nc``: the posterior (InferenceData), without the LSOA-level arrays
+  (hundreds of MB, and small-area values are not for publication), and ``manifest.json``.
+
+An unchanged run (same extract, settings and model code) is not refitted.  A run that
+fails the convergence gate says so at the top of the report and in every table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from models.areas import add_deprivation
+from models.cells import population_cells, transition_cells
+from models.gradient import checks, effects, plots
+from models.gradient.model import GradientSpec, build_gradient_model
+from models.priors import get_prior_set
+from models.sampling import SAMPLERS, ConvergenceGate, SamplerSettings, fit
+from models.suppression import SuppressionRule
+from models.vocabulary import STAGE_LABELS, STAGES
+from workflows import atomic, paths, provenance
+from workflows.errors import UserError
+from workflows.report_format import Section, render_html, render_markdown
+
+#: How a headline names reaching each stage.
+STAGE_PHRASES = {
+    "referral": "referred to children's social care",
+    "assessment": "assessed",
+    "s47": "the subject of a section 47 enquiry",
+    "icpc": "the subject of an initial child protection conference",
+    "cpp": "placed on a child protection plan",
+    "lac": "looked after",
+}
+MODEL_CODE = ("models.gradient", "models.cells", "models.priors", "models.sampling", "models.areas")
+NOT_FOR_CITATION = "NOT FOR CITATION: the sampler did not pass the convergence gate"
+
+
+@dataclass(frozen=True)
+class GradientRun:
+    """What to fit: the ``[gradient]`` section of a run config."""
+
+    prior: str = "default"
+    sampler: str = "nutpie"
+    draws: int = 1000
+    tune: int = 1000
+    chains: int = 4
+    seed: int = 1
+    scales: tuple[str, ...] = ("population", "transition")
+    prob: float = 0.95
+
+    def __post_init__(self):
+        get_prior_set(self.prior)  # KeyError naming the choices
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
+        bad = set(self.scales) - {"population", "transition"}
+        if bad or not self.scales:
+            raise ValueError(f"scales {list(self.scales)}: choose from 'population', 'transition'")
+        if not 0.5 <= self.prob < 1:
+            raise ValueError(f"prob {self.prob}: expected a credible level in [0.5, 1)")
+
+    @classmethod
+    def from_config(cls, section: dict, where: str) -> "GradientRun":
+        values = dict(section)
+        if "scales" in values:
+            values["scales"] = tuple(values["scales"])
+        try:
+            return cls(**values)
+        except (ValueError, KeyError) as err:
+            raise UserError(f"{where}: [gradient] {err.args[0]}") from None
+
+    def settings(self) -> SamplerSettings:
+        return SamplerSettings(sampler=self.sampler, draws=self.draws, tune=self.tune, chains=self.chains,
+                               seed=self.seed)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("extract", type=Path, help="case-level extract (CSV or Parquet)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: results/gradient-<name>)")
+    parser.add_argument("--prior", default="default", help="prior set: default, wide, pc")
+    parser.add_argument("--sampler", default="nutpie", choices=SAMPLERS)
+    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--tune", type=int, default=1000)
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--threshold", type=int, default=10, help="suppress counts below this (default 10)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = GradientRun(prior=args.prior, sampler=args.sampler, draws=args.draws, tune=args.tune,
+                             chains=args.chains, seed=args.seed)
+    except (ValueError, KeyError) as err:
+        raise UserError(str(err.args[0])) from None
+    out = args.out or paths.RESULTS_DIR / f"gradient-{Path(args.extract).name.split('.')[0]}"
+    report = write_gradient_report(args.extract, out, config, SuppressionRule(args.threshold))
+    print(f"report: {report / 'report.html'}")
+    return 0
+
+
+@dataclass
+class ScaleResult:
+    """One fitted scale and what the report shows of it (all aggregate, nothing per child)."""
+
+    scale: str
+    spec: GradientSpec
+    idata: object
+    gate: dict
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    draws: dict[str, object] = field(default_factory=dict)
+    check: pd.DataFrame | None = None
+
+
+def cache_key(extract_path: Path, config: GradientRun, rule: SuppressionRule) -> str:
+    """Same extract bytes, settings and model code: same key, so no refit."""
+    digest = hashlib.sha256()
+    digest.update(provenance.sha256_file(extract_path).encode())
+    digest.update(json.dumps(asdict(config), sort_keys=True).encode())
+    digest.update(json.dumps(asdict(rule), sort_keys=True).encode())
+    digest.update(provenance.source_fingerprint(*MODEL_CODE, "workflows.gradient").encode())
+    return digest.hexdigest()
+
+
+def write_gradient_report(extract_path: Path, out_dir: Path, config: GradientRun,
+                          rule: SuppressionRule, title: str | None = None, log=print) -> Path:
+    """Fit, derive, check and report; the folder appears only when complete."""
+    from workflows.extract_io import load_extract
+    from workflows.reference import load_la_table, load_lsoa_table
+
+    out_dir = Path(out_dir)
+    key = cache_key(extract_path, config, rule)
+    if _cached(out_dir, key):
+        log(f"  unchanged since the last run (same extract, settings and code): reusing {out_dir}")
+        return out_dir
+    started = time.perf_counter()
+    lsoa_table = load_lsoa_table()
+    extract, _ = load_extract(extract_path, lsoa_table, salt=os.urandom(32))  # ids never needed
+    episodes = extract.episodes
+    geography = add_deprivation(lsoa_table)
+    served = geography[geography["la_code"].isin(episodes["la_code"].unique())]
+    scale_facts = effects.DeprivationScale.from_geography(geography)
+    la_names = load_la_table().drop_duplicates("la_code", keep="last").set_index("la_code")["la_name"].to_dict()
+    prior = get_prior_set(config.prior)
+
+    results = []
+    for scale in config.scales:
+        if scale == "population":
+            cells, spec = population_cells(episodes, served), GradientSpec(scale="population")
+        else:
+            cells, spec = transition_cells(episodes, geography), GradientSpec(scale="transition")
+        log(f"  fitting the {scale} model: {len(cells):,} cells, {config.chains} chains x {config.draws} draws ...")
+        model = build_gradient_model(cells, spec, prior)
+        idata = fit(model, config.settings())
+        gate = ConvergenceGate().check(idata, list(idata.posterior.data_vars))
+        log(f"    {idata.posterior.attrs['wall_seconds']:.0f} s; max R-hat {gate['max_r_hat']:.3f}, "
+            f"min bulk ESS {gate['min_ess_bulk']:.0f}, divergences {gate['divergences']}"
+            + ("" if gate["passed"] else f"  <- {NOT_FOR_CITATION}"))
+        result = ScaleResult(scale, spec, idata, gate)
+        _derive(result, scale_facts, config.prob)
+        idata_pp = checks.sample_posterior_predictive(model, idata, seed=config.seed,
+                                                     thin=max(1, config.draws * config.chains // 400))
+        result.check = _suppress_check(checks.decile_check(cells, idata_pp, spec), cells, spec, rule)
+        results.append(result)
+
+    with atomic.atomic_dir(out_dir) as tmp:
+        (tmp / "tables").mkdir()
+        (tmp / "figures").mkdir()
+        for r in results:
+            for name, table in r.tables.items():
+                _flag(table, r.gate).to_csv(tmp / "tables" / f"{r.scale}_{name}.csv")
+            r.check.to_csv(tmp / "tables" / f"{r.scale}_predictive_check.csv", index=False)
+            posterior = r.idata.posterior.drop_vars([v for v in r.idata.posterior.data_vars
+                                                     if any("lsoa" in d for d in r.idata.posterior[v].dims)])
+            posterior = posterior.drop_dims([d for d in posterior.dims if "lsoa" in d])
+            posterior.attrs.update({k: str(v) for k, v in posterior.attrs.items()})
+            _to_netcdf(r.idata, posterior, tmp / f"posterior_{r.scale}.nc")
+        figures = _figures(results, la_names, tmp / "figures", config.prob)
+        heading = title or f"Social gradient and inverse intervention: {extract_path.name}"
+        sections = _sections(results, config, prior, len(episodes), episodes, la_names, figures, rule)
+        (tmp / "report.md").write_text(render_markdown(heading, sections, tmp), encoding="utf-8")
+        (tmp / "report.html").write_text(render_html(heading, sections), encoding="utf-8")
+        man = provenance.manifest(
+            "gradient", inputs={"extract": extract_path, "lsoa_table": paths.REFERENCE_DIR / "lsoa.csv"},
+            config=asdict(config), seed=config.seed, cache_key=key,
+            suppression={"threshold": rule.threshold, "marker": rule.marker},
+            convergence={r.scale: r.gate for r in results},
+            timings={r.scale: {k: r.idata.posterior.attrs.get(k) for k in ("wall_seconds", "sampling_seconds")}
+                     for r in results},
+            seconds=round(time.perf_counter() - started, 1))
+        man["inputs"]["extract"]["path"] = Path(extract_path).name
+        man["argv"] = [Path(a).name if a == str(extract_path) else a for a in man["argv"]]
+        (tmp / "manifest.json").write_text(json.dumps(man, indent=1, default=str) + "\n")
+    return out_dir
+
+
+def _cached(out_dir: Path, key: str) -> bool:
+    try:
+        recorded = json.loads((out_dir / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return recorded.get("cache_key") == key and (out_dir / "report.html").exists()
+
+
+def _to_netcdf(idata, posterior, target: Path) -> None:
+    import arviz as az
+
+    groups = {"posterior": posterior, "sample_stats": idata.sample_stats}
+    if "observed_data" in idata.groups():
+        groups["observed_data"] = idata.observed_data  # cell counts: aggregates, never rows
+    az.InferenceData(**groups).to_netcdf(str(target))
+
+
+def _derive(result: ScaleResult, scale: effects.DeprivationScale, prob: float) -> None:
+    post, spec = result.idata.posterior, result.spec
+    draws = {
+        "gradient_per_decile": effects.gradient(post, spec),
+        "gradient_per_sd": effects.gradient(post, spec, per="sd", scale=scale),
+        "decile1_vs_decile10": effects.extreme_decile_ratio(post, spec, scale),
+        "inverse_intervention": effects.inverse_intervention(post, spec, scale),
+        "by_decile": effects.rate_by_decile(post, spec, scale),
+        "la_gradients": effects.la_gradients(post, spec),
+    }
+    if post.sizes["stage"] > 1:
+        draws["gradient_change"] = effects.gradient_change(post, spec)
+    result.draws = draws
+    result.tables = {name: effects.summarise(d, prob=prob) for name, d in draws.items()}
+    result.tables["contextual_negative"] = ((post["contextual_effect"] < 0).mean(("chain", "draw"))
+                                            .to_series().rename("P(contextual effect < 0)").to_frame())
+
+
+def _flag(table: pd.DataFrame, gate: dict) -> pd.DataFrame:
+    if gate["passed"]:
+        return table
+    out = table.copy()
+    out["status"] = NOT_FOR_CITATION
+    return out
+
+
+def _suppress_check(check: pd.DataFrame, cells: pd.DataFrame, spec: GradientSpec, rule: SuppressionRule):
+    """Observed values from fewer than ``threshold`` events are hidden (marker in tables,
+    no point in figures)."""
+    name = checks.observed_name(spec)
+    counts = cells.groupby([cells["stage"].astype(str), cells["idaci_decile"].astype(int)])[name].sum()
+    n = [int(counts.get((str(s), int(d)), 0)) for s, d in zip(check["stage"], check["decile"])]
+    out = check.astype({"inside": object})
+    small = [(0 < k < rule.threshold) for k in n]
+    out.loc[small, ["observed", "inside"]] = np.nan
+    out["observed_suppressed"] = small
+    return out
+
+
+def _fmt_ci(row, digits=2) -> str:
+    return f"{row['median']:.{digits}f} ({row['lower']:.{digits}f}-{row['upper']:.{digits}f})"
+
+
+def headlines(results: list[ScaleResult], prob: float) -> list[str]:
+    """Plain-language sentences with credible intervals, for policy readers."""
+    lines = []
+    pct = f"{prob:.0%} CrI"
+    for r in results:
+        if r.scale == "population":
+            ratio, step = r.tables["decile1_vs_decile10"], r.tables["gradient_per_decile"]
+            for stage in ratio.index:
+                row = ratio.loc[stage]
+                lines.append(
+                    f"Children in the most deprived tenth of neighbourhoods were {row['median']:.1f} "
+                    f"({pct} {row['lower']:.1f}-{row['upper']:.1f}) times as likely to be "
+                    f"{STAGE_PHRASES[stage]} as children in the least deprived tenth, within a typical "
+                    f"local authority (x{_fmt_ci(step.loc[stage])} per decile step).")
+            inv = r.tables["inverse_intervention"]
+            p_neg = r.tables["contextual_negative"].iloc[:, 0]
+            for stage in inv.index:
+                row = inv.loc[stage]
+                lines.append(
+                    f"For neighbourhoods of the same deprivation, a local authority at the 25th percentile "
+                    f"of LA deprivation in England had {row['median']:.2f} ({pct} {row['lower']:.2f}-"
+                    f"{row['upper']:.2f}) times the rate of children {STAGE_PHRASES[stage]} of one at the "
+                    f"75th percentile (probability that less deprived LAs intervene more: {p_neg[stage]:.0%}).")
+        else:
+            change = r.tables.get("gradient_change")
+            step = r.tables["gradient_per_decile"]
+            for stage in step.index:
+                row = step.loc[stage]
+                lines.append(
+                    f"Among children at the stage before, the odds of being {STAGE_PHRASES[stage]} rose "
+                    f"x{row['median']:.3f} ({pct} {row['lower']:.3f}-{row['upper']:.3f}) per decile step of "
+                    "neighbourhood deprivation.")
+            if change is not None:
+                steeper = [s for s in change.index if change.loc[s, "lower"] > 1]
+                if steeper:
+                    lines.append("The transition gradient is credibly steeper than at the stage before for: "
+                                 + ", ".join(STAGE_LABELS[s] for s in steeper) + ".")
+    return lines
+
+
+def _sections(results, config: GradientRun, prior, n_episodes: int, episodes, la_names, figs, rule) -> list[Section]:
+    failed = [r.scale for r in results if not r.gate["passed"]]
+    status = ([f"{NOT_FOR_CITATION} ({', '.join(failed)} scale). Rerun with more draws before "
+               "citing any number below."] if failed else
+              ["Every parameter passed the convergence gate (R-hat <= 1.01, bulk and tail ESS >= 400, "
+               "no divergences)."])
+    sections = [Section("Status", status), Section("Headlines", headlines(results, config.prob))]
+    years = int(episodes["year_ending_march"].nunique())
+    n_shown = rule.marker if 0 < n_episodes < rule.threshold else f"{n_episodes:,}"
+    sections.append(Section("Data and model", [
+        f"{n_shown} referral episodes in {episodes['la_code'].nunique()} local authorities over {years} "
+        "reporting year(s).",
+        "Neighbourhood deprivation: IDACI 2019 rank in decile units (10 = most deprived), split into "
+        "the neighbourhood's deprivation relative to its LA (the within effect: the social gradient) "
+        "and the LA's mean deprivation (the contextual effect, holding the neighbourhood fixed: "
+        "negative values are the inverse intervention effect).",
+        "Population scale: episodes reaching each stage per LSOA and year over the LSOA's children "
+        "aged 0-15 (Poisson). Transition scale: each stage among children who reached the stage "
+        "before (binomial). Both with LA and LSOA random intercepts, LA-varying gradients and year "
+        "effects. 'Typical LA': LA and LSOA effects at zero, England's mean LA deprivation.",
+        f"Prior set '{prior.name}': " + "; ".join(f"{k} {v}" for k, v in prior.describe().items()) + ".",
+        f"Sampler {config.sampler}, {config.chains} chains x {config.draws} draws after {config.tune} "
+        f"tuning, seed {config.seed}. Intervals are {config.prob:.0%} equal-tailed credible intervals.",
+    ]))
+    for r in results:
+        gate_table = pd.DataFrame([r.gate]).rename(index={0: r.scale})
+        tables = [("Convergence (worst over every parameter)", gate_table)]
+        names = {"gradient_per_decile": "Gradient per decile step", "gradient_per_sd": "Gradient per SD",
+                 "decile1_vs_decile10": "Most vs least deprived decile",
+                 "inverse_intervention": "Inverse intervention contrast (LA at p25 vs p75 of LA deprivation)",
+                 "gradient_change": "Gradient relative to the stage before"}
+        for key, caption in names.items():
+            if key in r.tables:
+                tables.append((caption + ("" if r.gate["passed"] else f" [{NOT_FOR_CITATION}]"),
+                               r.tables[key].round(3)))
+        la = r.tables["la_gradients"].round(3).reset_index()
+        la.insert(1, "la_name", la["la"].map(la_names))
+        tables.append(("LA-specific gradients per decile step", la.set_index(["la", "la_name", "stage"])))
+        check = r.check.copy()
+        check["observed"] = [rule.marker if s else f"{v:.3g}" for v, s in zip(check["observed"], check["observed_suppressed"])]
+        tables.append(("Posterior predictive check by decile (observed vs 90% interval)",
+                       check.drop(columns="observed_suppressed").round(3).set_index(["stage", "decile"])))
+        what = "rates per 10,000 children per year" if r.scale == "population" else "transition probabilities"
+        sections.append(Section(f"{r.scale.capitalize()} scale", [
+            f"Estimates on the {r.scale} scale ({what})."], tables=tables,
+            figures=[(c, p) for (scale, _), (c, p) in figs.items() if scale == r.scale]))
+    return sections
+
+
+def _figures(results, la_names, folder: Path, prob: float) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = {}
+    for r in results:
+        fig = plots.plot_rate_by_decile(r.draws["by_decile"], observed=r.check, prob=0.9)
+        path = folder / f"{r.scale}_by_decile.png"
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        out[(r.scale, "deciles")] = ("Predicted by IDACI decile for a typical LA, with observed values "
+                                     "(suppressed where counts are small)", path)
+        fig = plots.plot_forest(r.draws["gradient_per_decile"], prob=prob)
+        path = folder / f"{r.scale}_gradient.png"
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        out[(r.scale, "gradient")] = (f"Gradient per decile step by stage ({prob:.0%} CrI)", path)
+        fig = plots.plot_la_caterpillar(r.draws["la_gradients"], la_names=la_names, prob=prob)
+        path = folder / f"{r.scale}_la_gradients.png"
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        out[(r.scale, "la")] = ("LA-specific gradients per decile step", path)
+    return out
+
+
+__all__ = ["GradientRun", "write_gradient_report", "headlines", "STAGES"]
