@@ -143,3 +143,29 @@ def test_auto_centring_follows_the_data_strength(tiny_episodes, tiny_geography):
     assert not centring_plan(trans, GradientSpec(), ["assessment"])["lsoa"][0]
     explicit = centring_plan(pop, GradientSpec(scale="population", centred=("lsoa",)), ["referral", "lac"])
     assert explicit["lsoa"].all() and not explicit["la"].any()
+
+
+def test_correlated_stages_and_negative_binomial_build_valid_models(tiny_episodes, tiny_geography):
+    pop = population_cells(tiny_episodes, tiny_geography, stages=("referral", "cpp", "lac"))
+    spec = GradientSpec(scale="population", likelihood="negbin", correlated_stages=True)
+    model = build_gradient_model(pop, spec, get_prior_set("default"))
+    assert model.named_vars_to_dims["la_corr"] == ("stage", "stage_b")
+    assert model.named_vars_to_dims["nb_inverse_dispersion"] == ("stage",)
+    corr = pm.draw(model["la_corr"], draws=20, random_seed=2)
+    assert np.allclose(corr, np.swapaxes(corr, 1, 2)) and np.allclose(corr[:, [0, 1, 2], [0, 1, 2]], 1.0)
+    assert (np.linalg.eigvalsh(corr) > 0).all()  # every prior draw is a correlation matrix
+    assert np.isfinite(model.compile_logp()(model.initial_point()))
+
+
+def test_numpyro_is_selectable_and_says_how_to_install_it(tiny_episodes, national):
+    from models.sampling import SamplerSettings, fit, sampler_available
+
+    assert SamplerSettings(sampler="numpyro").sampler == "numpyro"
+    with pytest.raises(ValueError, match="choose one of nutpie, pymc, numpyro"):
+        SamplerSettings(sampler="stan")
+    if sampler_available("numpyro"):
+        pytest.skip("numpyro installed here: the GPU path is exercised by the benchmark")
+    cells = transition_cells(tiny_episodes, national, stages=("lac",))
+    model = build_gradient_model(cells, GradientSpec(), get_prior_set("default"))
+    with pytest.raises(RuntimeError, match="pip install numpyro jax"):
+        fit(model, SamplerSettings(sampler="numpyro", draws=10, tune=10, chains=1))

@@ -17,7 +17,8 @@ SCHEMA: dict[str, dict[str, tuple[type, bool]]] = {
     "data": {"preset": (str, True), "seed": (int, True)},
     "report": {"suppression_threshold": (int, False), "suppression_marker": (str, False)},
     "gradient": {"prior": (str, False), "sampler": (str, False), "draws": (int, False), "tune": (int, False),
-                 "chains": (int, False), "seed": (int, False), "scales": (list, False), "prob": (float, False)},
+                 "chains": (int, False), "seed": (int, False), "scales": (list, False), "prob": (float, False),
+                 "covariates": (list, False)},
 }
 DEFAULTS = {"report": {"suppression_threshold": 10, "suppression_marker": "c"}}
 

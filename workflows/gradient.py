@@ -64,6 +64,9 @@ class GradientRun:
     seed: int = 1
     scales: tuple[str, ...] = ("population", "transition")
     prob: float = 0.95
+    #: Episode covariates for the transition scale (age_group, ethnicity, gender), each with
+    #: its own gradient shift; more cells, longer fits.
+    covariates: tuple[str, ...] = ()
 
     def __post_init__(self):
         get_prior_set(self.prior)  # KeyError naming the choices
@@ -72,14 +75,18 @@ class GradientRun:
         bad = set(self.scales) - {"population", "transition"}
         if bad or not self.scales:
             raise ValueError(f"scales {list(self.scales)}: choose from 'population', 'transition'")
+        bad = set(self.covariates) - {"age_group", "ethnicity", "gender"}
+        if bad:
+            raise ValueError(f"covariates {sorted(bad)}: choose from age_group, ethnicity, gender")
         if not 0.5 <= self.prob < 1:
             raise ValueError(f"prob {self.prob}: expected a credible level in [0.5, 1)")
 
     @classmethod
     def from_config(cls, section: dict, where: str) -> "GradientRun":
         values = dict(section)
-        if "scales" in values:
-            values["scales"] = tuple(values["scales"])
+        for key in ("scales", "covariates"):
+            if key in values:
+                values[key] = tuple(values[key])
         try:
             return cls(**values)
         except (ValueError, KeyError) as err:
@@ -163,7 +170,8 @@ def write_gradient_report(extract_path: Path, out_dir: Path, config: GradientRun
         if scale == "population":
             cells, spec = population_cells(episodes, served), GradientSpec(scale="population")
         else:
-            cells, spec = transition_cells(episodes, geography), GradientSpec(scale="transition")
+            cells = transition_cells(episodes, geography, covariates=config.covariates)
+            spec = GradientSpec(scale="transition", covariates=config.covariates)
         log(f"  fitting the {scale} model: {len(cells):,} cells, {config.chains} chains x {config.draws} draws ...")
         model = build_gradient_model(cells, spec, prior)
         idata = fit(model, config.settings())
@@ -238,6 +246,9 @@ def _derive(result: ScaleResult, scale: effects.DeprivationScale, prob: float) -
     }
     if post.sizes["stage"] > 1:
         draws["gradient_change"] = effects.gradient_change(post, spec)
+    for cov in spec.covariates:
+        if spec.gradient_interactions:
+            draws[f"gradient_by_{cov}"] = effects.covariate_gradients(post, spec, cov)
     result.draws = draws
     result.tables = {name: effects.summarise(d, prob=prob) for name, d in draws.items()}
     result.tables["contextual_negative"] = ((post["contextual_effect"] < 0).mean(("chain", "draw"))
@@ -317,6 +328,11 @@ def _sections(results, config: GradientRun, prior, n_episodes: int, episodes, la
                "no divergences)."])
     sections = [Section("Status", status), Section("Headlines", headlines(results, config.prob))]
     years = int(episodes["year_ending_march"].nunique())
+    n_la = int(episodes["la_code"].nunique())
+    if n_la < 3:
+        status.append(f"With {n_la} local authorit{'y' if n_la == 1 else 'ies'}, the contextual (inverse "
+                      "intervention) effect and the LA SDs are set by the priors, not the data: do not cite "
+                      "them. The within-LA gradient is estimated from the data.")
     n_shown = rule.marker if 0 < n_episodes < rule.threshold else f"{n_episodes:,}"
     sections.append(Section("Data and model", [
         f"{n_shown} referral episodes in {episodes['la_code'].nunique()} local authorities over {years} "
@@ -339,7 +355,8 @@ def _sections(results, config: GradientRun, prior, n_episodes: int, episodes, la
         names = {"gradient_per_decile": "Gradient per decile step", "gradient_per_sd": "Gradient per SD",
                  "decile1_vs_decile10": "Most vs least deprived decile",
                  "inverse_intervention": "Inverse intervention contrast (LA at p25 vs p75 of LA deprivation)",
-                 "gradient_change": "Gradient relative to the stage before"}
+                 "gradient_change": "Gradient relative to the stage before",
+                 **{f"gradient_by_{c}": f"Gradient per decile step by {c.replace('_', ' ')}" for c in r.spec.covariates}}
         for key, caption in names.items():
             if key in r.tables:
                 tables.append((caption + ("" if r.gate["passed"] else f" [{NOT_FOR_CITATION}]"),

@@ -8,6 +8,8 @@ possible); under the posterior, whether the fitted model reproduces the decile p
 
 from __future__ import annotations
 
+import logging
+
 import arviz as az
 import numpy as np
 import pandas as pd
@@ -30,8 +32,14 @@ def sample_posterior_predictive(model: pm.Model, idata: az.InferenceData, seed: 
                                 thin: int = 1) -> az.InferenceData:
     """Replicated data from the posterior, added to a copy of ``idata``."""
     posterior = idata.posterior.isel(draw=slice(None, None, thin))
-    with model:
-        pp = pm.sample_posterior_predictive(posterior, random_seed=seed, progressbar=False)
+    logger = logging.getLogger("pymc")
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # not "Sampling: [count]" in the middle of a report run
+    try:
+        with model:
+            pp = pm.sample_posterior_predictive(posterior, random_seed=seed, progressbar=False)
+    finally:
+        logger.setLevel(level)
     out = idata.copy()
     out.extend(pp)
     return out

@@ -35,7 +35,7 @@ from models.priors import PriorSet
 #: Under centred="auto", a level is centred where a group's own standard error is below these
 #: (link scale; slopes per decile step).  See :func:`centring_plan`.
 CENTRE_INTERCEPT_SE = 1.0 / np.sqrt(50.0)
-CENTRE_SLOPE_SE = 0.008
+CENTRE_SLOPE_SE = 0.010
 TYPICAL_LSOA_SD = 0.1
 
 DEFAULT_REFERENCE = {"age_group": "10_15", "ethnicity": "white_british", "gender": "male",
