@@ -15,10 +15,12 @@ from workflows.errors import UserError
 #: verb -> (module, one-line help).  Modules are imported lazily so ``--help`` is fast.
 VERBS: dict[str, tuple[str, str]] = {
     "build-reference": ("workflows.build_reference", "rebuild data/reference from data/raw"),
+    "build-panel": ("workflows.build_panel", "rebuild data/panel/la_panel.csv (harmonised LA x year panel) from data/raw"),
     "simulate": ("workflows.simulate", "write a synthetic extract and its truth.json"),
     "validate": ("workflows.validate", "check a case-level extract against the schema"),
     "describe": ("workflows.describe", "descriptive report of an extract (funnel, rates, factors)"),
     "gradient": ("workflows.gradient", "fit the social gradient models to an extract and report them"),
+    "sensitivity": ("workflows.sensitivity", "refit the gradient model under each prior set; power-scaling"),
     "demo": ("workflows.demo", "the main job: simulate six-la and report on it"),
 }
 

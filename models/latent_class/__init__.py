@@ -1,1 +1,7 @@
-"""Bayesian latent class models of demand (issue 4: not yet built)."""
+"""Bayesian latent class models of demand (issue 4).
+
+``patterns`` (episodes to weighted unique patterns) -> ``em`` (multi-start EM: starting
+values, posterior mode) -> ``model`` (PyMC, class marginalised) -> ``fit`` (sample, align)
+-> ``labels`` (label switching, multimodality) -> ``profiles`` (intervals, memberships,
+names); ``agreement`` compares with a known solution.
+"""

@@ -2,8 +2,9 @@
 
 ``six-la`` mirrors the study: six real South East authorities of contrasting deprivation
 (two deprived cities, a deprived-average mix, and three of the least deprived unitaries
-in England), four years of referrals.  ``tiny`` is for fast tests; ``national`` is every
-children's services authority in England.
+in England), four years of referrals.  ``tiny`` (two of the smallest authorities, one
+deprived and one not, whole) is for fast tests; ``national`` is every children's services
+authority in England.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ class Preset:
     description: str
     la_codes: tuple[str, ...] | None
     years: tuple[int, ...]
-    #: Keep at most this many LSOAs per LA (a stratified, seeded sample); None = all.
+    #: Keep at most this many LSOAs per LA (a stratified, seeded sample); None = all.  An
+    #: extract from such a preset does not cover its LAs, so population-scale rates (which
+    #: count every LSOA of an LA, zeros included) would be wrong: no shipped preset uses it.
     max_lsoa_per_la: int | None = None
     #: Multiplies every referral rate (tiny data sets stay informative at small size).
     referral_rate_multiplier: float = 1.0
@@ -42,12 +45,11 @@ SIX_LA = (
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         name="tiny",
-        description="Two contrasting LAs, 40 LSOAs each, two years: seconds, for tests.",
-        la_codes=("E06000044", "E06000041"),
+        description="Two small contrasting LAs, whole (81 LSOAs), two years: seconds, for tests.",
+        la_codes=("E06000001", "E06000017"),  # Hartlepool (deprived), Rutland (least deprived)
         years=(2020, 2021),
-        max_lsoa_per_la=40,
         referral_rate_multiplier=2.0,
-        white_british_share={"E06000044": 0.80, "E06000041": 0.76},
+        white_british_share={"E06000001": 0.95, "E06000017": 0.93},
     ),
     "six-la": Preset(
         name="six-la",

@@ -1,0 +1,291 @@
+"""Tests of the harmonised LA x year panel (data/panel/la_panel.csv).
+
+The expected numbers come from the published raw files themselves (national rows, LA rows,
+suppression markers), so a wrong join, a reorganisation mapped the wrong way, or a marker read
+as zero makes a test fail.  The raw files are read once per module (about 1 s).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workflows import build_panel as bp
+from workflows import paths
+from workflows.errors import UserError
+
+N_UNITS = 150
+YEARS = list(range(2010, 2026))
+BCP_DORSET = "E06000058+E06000059"
+NORTHANTS = "E06000061+E06000062"
+CUMBRIA = "E06000063+E06000064"
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict[str, pd.DataFrame]:
+    return bp.read_raw(paths.RAW_DIR)
+
+
+@pytest.fixture(scope="module")
+def panel() -> pd.DataFrame:
+    return bp.load_panel()
+
+
+@pytest.fixture(scope="module")
+def england(raw) -> pd.DataFrame:
+    return bp.published_england(raw)
+
+
+@pytest.fixture(scope="module")
+def rebuilt(raw) -> pd.DataFrame:
+    return bp.build_panel(raw)
+
+
+# ---- the committed panel is what the build makes ------------------------------------------
+
+
+def test_build_reproduces_committed_panel(rebuilt, tmp_path):
+    written = bp.write_panel(rebuilt, tmp_path)
+    committed = bp.PANEL_DIR / bp.PANEL_FILE
+    assert written.read_bytes() == committed.read_bytes(), (
+        "data/panel/la_panel.csv is stale: run `python -m workflows build-panel`")
+
+
+def test_committed_panel_reads_back_with_its_dtypes(panel, rebuilt):
+    pd.testing.assert_frame_equal(panel, rebuilt, check_dtype=False, check_exact=False,
+                                  rtol=1e-9)
+    assert str(panel["referrals_n"].dtype) == "Int64"
+    assert panel["la_code"].map(type).eq(str).all()
+
+
+# ---- shape and keys --------------------------------------------------------------------------
+
+
+def test_one_row_per_unit_and_year(panel):
+    assert len(panel) == N_UNITS * len(YEARS)
+    assert not panel.duplicated(["la_code", "year"]).any()
+    assert panel.groupby("year")["la_code"].nunique().eq(N_UNITS).all()
+    assert sorted(panel["year"].unique()) == YEARS
+    assert list(panel.columns) == list(bp.PANEL_COLUMNS)
+    for col in ("la_code", "la_name", "region_code", "dfe_la_codes", "population_0_17",
+                "idaci_2019"):
+        assert panel[col].notna().all(), col
+
+
+def test_every_dfe_authority_is_in_exactly_one_unit_each_year(raw):
+    units = bp.build_units(raw["b1"])
+    assert units["dfe"].is_unique
+    for year in YEARS:
+        m = bp.members(units, year)
+        assert m["la_code"].nunique() == N_UNITS
+    # DfE LA rows of b1 each year are exactly the members of that year
+    b1 = bp.la_rows(raw["b1"])
+    for year, rows in b1.groupby(b1["time_period"].astype(int)):
+        assert set(rows["old_la_code"]) == set(bp.members(units, year)["dfe"]), year
+
+
+# ---- reorganisations --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code, before, after, first_after", [
+    (BCP_DORSET, "835+836+837", "838+839", 2020),  # April 2019 change
+    (NORTHANTS, "928", "940+941", 2022),            # April 2021
+    (CUMBRIA, "909", "942+943", 2024),              # April 2023
+])
+def test_reorganised_units_switch_members_in_the_right_year(panel, code, before, after,
+                                                            first_after):
+    rows = panel[panel["la_code"].eq(code)].set_index("year")["dfe_la_codes"]
+    assert (rows[rows.index < first_after] == before).all()
+    assert (rows[rows.index >= first_after] == after).all()
+
+
+def _la_value(raw, key, column, year, dfe):
+    rows = bp.la_rows(raw[key])
+    hit = rows[rows["time_period"].astype(int).eq(year) & rows["old_la_code"].eq(dfe)]
+    assert len(hit) == 1, (key, year, dfe)
+    return float(bp.to_number(hit, column).iloc[0])
+
+
+@pytest.mark.parametrize("code, year, members", [
+    (BCP_DORSET, 2019, ["835", "836", "837"]),
+    (BCP_DORSET, 2020, ["838", "839"]),
+    (NORTHANTS, 2021, ["928"]),
+    (NORTHANTS, 2022, ["940", "941"]),
+    (CUMBRIA, 2023, ["909"]),
+    (CUMBRIA, 2024, ["942", "943"]),
+])
+def test_merged_unit_counts_are_sums_of_their_members(raw, panel, code, year, members):
+    row = panel[panel["la_code"].eq(code) & panel["year"].eq(year)].iloc[0]
+    for key, column, measure in (("c1", "referral_count", "referrals_n"),
+                                 ("b1", "At31_episodes", "cin_31mar_n"),
+                                 ("d5", "CPP_At31", "cpp_31mar_n")):
+        expected = sum(_la_value(raw, key, column, year, m) for m in members)
+        assert row[measure] == expected, (measure, code, year)
+    pops = sum(_la_value(raw, "population", "population_estimate", year - 1, m)
+               for m in members) if code != BCP_DORSET or year >= 2020 else None
+    if pops is not None:
+        assert row["population_0_17"] == pops
+
+
+def test_bcp_dorset_population_before_2020_is_the_south_west_residual(raw, panel):
+    pop = raw["population"]
+    year = 2018  # mid-2017 estimate for reporting year 2018; the three old LAs are 'x'
+    reg = pop[pop["geographic_level"].eq("Regional") & pop["region_code"].eq("E12000009")
+              & pop["time_period"].eq(str(year - 1))]
+    las = bp.la_rows(pop)
+    las = las[las["region_code"].eq("E12000009") & las["time_period"].eq(str(year - 1))]
+    residual = (float(reg["population_estimate"].iloc[0])
+                - bp.to_number(las, "population_estimate").sum())
+    row = panel[panel["la_code"].eq(BCP_DORSET) & panel["year"].eq(year)].iloc[0]
+    assert row["population_0_17"] == residual
+    assert row["population_source"] == "ons_mye_revised_region_residual"
+
+
+def test_recoded_authorities_keep_one_unit(panel):
+    for code, dfe in (("E06000060", "825"), ("E06000065", "815"), ("E06000066", "933"),
+                      ("E08000016", "370"), ("E08000019", "373")):
+        rows = panel[panel["la_code"].eq(code)]
+        assert len(rows) == len(YEARS) and rows["dfe_la_codes"].eq(dfe).all(), code
+    for old in ("E10000002", "E10000023", "E10000027", "E06000028", "E10000021", "E10000006"):
+        assert not panel["la_code"].eq(old).any()
+    # the 2025 workforce file uses new Barnsley/Sheffield codes: still matched (via DfE number)
+    assert panel.loc[panel["la_code"].eq("E08000016") & panel["year"].eq(2025),
+                     "sw_fte"].notna().all()
+
+
+# ---- England totals ---------------------------------------------------------------------------
+
+
+def _tolerance(year: int) -> float:
+    # national rows are rounded to the nearest 10 (to the nearest 100 in 2009-10 files)
+    return 50.0 if year == 2010 else 5.0
+
+
+@pytest.mark.parametrize("measure", [
+    "cin_31mar_n", "referrals_n", "rereferrals_n", "referrals_nfa_n", "s47_n", "icpc_n",
+    "cpp_start_n", "cpp_31mar_n", "assessments_n", "initial_assessments_n",
+    "cpp_start_neglect_n", "cpp_31mar_neglect_n", "cla_31mar_n",
+])
+def test_panel_sums_reproduce_published_england_totals(england, panel, measure):
+    published = england[measure].dropna()
+    assert len(published) >= 3
+    complete_years = close_years = 0
+    for year, total in published.items():
+        values = panel.loc[panel["year"].eq(year), measure]
+        if values.isna().all():
+            continue
+        shortfall = total - float(values.sum())
+        if values.notna().all():
+            complete_years += 1
+            assert abs(shortfall) <= _tolerance(year), (measure, year, total, shortfall)
+        else:  # suppressed units: the sum can only fall short of the published total
+            assert shortfall >= -_tolerance(year), (measure, year, total, shortfall)
+            close_years += int(shortfall <= 0.01 * total)
+    # measures with a small suppressed cell every year: the shortfall is under 1% somewhere
+    assert complete_years >= 1 or close_years >= 2, measure
+
+
+def test_workforce_recomputed_rates_match_published_where_one_row(raw):
+    rows = bp.la_rows(raw["workforce"])
+    tot = {c: bp.to_number(rows, c) for c in ("inpost_fte", "leavers_fte", "agency_fte",
+                                              "vacancy_fte", "case_holders_fte", "cases")}
+    ours = bp.workforce_rates(pd.DataFrame(tot))
+    for ours_col, pub_col, tol in (("turnover_rate_pct", "turnover_rate_fte", 0.15),
+                                   ("agency_rate_pct", "agency_rate_fte", 0.1),
+                                   ("vacancy_rate_pct", "vacancy_rate_fte", 0.1),
+                                   ("caseload_fte", "caseload_fte", 0.35)):
+        diff = (ours[ours_col] - bp.to_number(rows, pub_col)).abs().dropna()
+        assert len(diff) > 1000 and diff.max() <= tol, ours_col
+
+
+# ---- suppression, rates -----------------------------------------------------------------------
+
+
+def test_suppressed_cells_are_missing_never_zero(raw, panel):
+    units = bp.build_units(raw["b1"])
+    single = units.groupby("la_code").filter(lambda g: len(g) == 1).set_index("dfe")["la_code"]
+    checked_marker = checked_zero = 0
+    for key, column, measure in (("c1", "no_further_action_count", "referrals_nfa_n"),
+                                 ("d5", "CPP_At31", "cpp_31mar_n"),
+                                 ("d2", "Sexual_Initial", "cpp_start_sexual_n")):
+        rows = bp.la_rows(raw[key])
+        rows = rows[rows["old_la_code"].isin(single.index)]
+        text = rows[column].str.strip()
+        merged = pd.DataFrame({"la_code": rows["old_la_code"].map(single),
+                               "year": rows["time_period"].astype(int), "text": text})
+        merged = merged.merge(panel[["la_code", "year", measure]], on=["la_code", "year"])
+        marker = merged["text"].str.lower().isin(bp.SUPPRESSION_MARKERS)
+        assert marker.any()
+        assert merged.loc[marker, measure].isna().all(), key
+        zero = merged["text"].eq("0")
+        assert (merged.loc[zero, measure] == 0).all()
+        checked_marker += int(marker.sum())
+        checked_zero += int(zero.sum())
+    assert checked_marker > 100 and checked_zero > 10
+    # Hackney 2021-2022 ('x' after the cyber-attack) is missing, not zero
+    hackney = panel[panel["la_name"].eq("Hackney") & panel["year"].isin([2021, 2022])]
+    assert hackney["referrals_n"].isna().all() and hackney["cin_31mar_n"].isna().all()
+
+
+def test_a_merged_unit_with_one_suppressed_member_is_missing(raw):
+    units = bp.build_units(raw["b1"])
+    values = pd.DataFrame({"dfe": ["835", "836", "837"], "year": 2015,
+                           "x_n": [10.0, np.nan, 5.0]})
+    out = bp.to_units(values, units, ["x_n"])
+    assert out.loc[out["la_code"].eq(BCP_DORSET), "x_n"].isna().all()
+
+
+def test_rates_are_counts_over_population(panel):
+    pop = panel["population_0_17"].astype(float)
+    for m in bp.COUNT_MEASURES:
+        n = panel[f"{m}_n"].astype(float)
+        rate = panel[f"{m}_rate"]
+        both = n.notna() & pop.notna()
+        assert (rate[~both].isna()).all(), m
+        expected = n[both] / pop[both] * bp.PER
+        assert np.allclose(rate[both], expected, atol=0.5 * 10 ** -bp.RATE_DECIMALS), m
+    share = panel["nfa_share"].dropna()
+    assert share.between(0, 1).all()
+
+
+def test_population_is_the_mid_year_before(panel):
+    assert panel["population_mid_year"].eq(panel["year"] - 1).all()
+    assert set(panel["population_source"]) == {"dfe_cin_underlying", "ons_mye_revised",
+                                               "ons_mye_revised_region_residual"}
+    assert panel.loc[panel["year"] < 2013, "population_source"].eq("dfe_cin_underlying").all()
+
+
+def test_idaci_matches_published_upper_tier_scores(raw, panel):
+    idaci = panel.drop_duplicates("la_code").set_index("la_code")["idaci_2019"]
+    assert idaci["E06000002"] == pytest.approx(0.327)   # Middlesbrough, most deprived
+    assert idaci[NORTHANTS] == pytest.approx(0.142)     # = Northamptonshire UTLA 2019
+    # BCP + Dorset: between its two authorities' scores
+    assert 0.11 < idaci[BCP_DORSET] < 0.16
+    assert panel.groupby("la_code")["idaci_2019"].nunique().eq(1).all()
+
+
+def test_workforce_joint_rows_share_rates_not_counts(panel):
+    kr = panel[panel["la_code"].isin(["E09000021", "E09000027"]) & panel["year"].eq(2024)]
+    assert kr["workforce_joint_with"].notna().all()
+    assert kr["sw_fte"].isna().all()
+    assert kr["caseload_fte"].nunique() == 1 and kr["agency_rate_pct"].nunique() == 1
+    assert panel.loc[panel["year"] < 2018, "workforce_snapshot"].isna().all()
+
+
+# ---- errors ------------------------------------------------------------------------------------
+
+
+def test_unknown_token_names_file_line_column_and_value():
+    frame = pd.DataFrame({"Referrals": ["12", "c", "n.a.!"]})
+    frame.attrs["source"] = "data/raw/x.csv"
+    with pytest.raises(bp.RawDataError) as err:
+        bp.to_number(frame, "Referrals")
+    msg = str(err.value)
+    assert "data/raw/x.csv" in msg and "line 4" in msg and "'Referrals'" in msg
+    assert "'n.a.!'" in msg
+
+
+def test_missing_raw_file_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="build-panel --copy-raw-from"):
+        bp.read_raw(tmp_path)

@@ -1,0 +1,47 @@
+"""Prior sensitivity: power-scaling finds what the data cannot pin down, and refits under
+other prior sets move weakly identified quantities more than well identified ones."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from models.sampling import SamplerSettings
+from workflows.simulate import write_simulation
+from workflows.sensitivity import write_sensitivity_report
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    data = tmp_path_factory.mktemp("tiny-sens")
+    write_simulation(data, "tiny", seed=3)
+    out = tmp_path_factory.mktemp("sens") / "report"
+    settings = SamplerSettings(draws=400, tune=400, chains=2, seed=4)
+    write_sensitivity_report(data / "extract.csv", out, ["default", "wide"], "population", settings,
+                             stages=("referral",), log=lambda m: None)
+    return out
+
+
+def test_power_scaling_flags_the_la_sd_of_two_las_and_not_the_lsoa_sd(report):
+    psens = pd.read_csv(report / "tables" / "power_scaling.csv", index_col=0)
+    # Two LAs cannot pin down a between-LA SD: its posterior leans on the prior ...
+    assert psens.loc["la_sd[referral]", "prior_sensitivity"] >= 0.05
+    assert psens.loc["la_sd[referral]", "diagnosis"] != "-"
+    # ... while 80 LSOAs with thousands of referrals pin down the between-LSOA SD.
+    assert psens.loc["lsoa_sd[referral]", "prior_sensitivity"] < 0.05
+    assert psens.loc["lsoa_sd[referral]", "diagnosis"] == "-"
+    assert psens.loc["la_sd[referral]", "prior_sensitivity"] > 3 * psens.loc["lsoa_sd[referral]", "prior_sensitivity"]
+
+
+def test_wider_priors_move_the_la_sd_more_than_the_gradient(report):
+    grad = pd.read_csv(report / "tables" / "gradient_per_decile_by_prior_set.csv", index_col=0, header=[0, 1])
+    la_sd = pd.read_csv(report / "tables" / "la_sd_by_prior_set.csv", index_col=0, header=[0, 1])
+    assert set(grad.columns.get_level_values(0)) == {"default", "wide"}
+    assert (grad[("default", "shift_in_sd")] == 0).all()  # the baseline against itself
+    assert la_sd.loc["referral", ("wide", "median")] > la_sd.loc["referral", ("default", "median")]
+    assert abs(la_sd.loc["referral", ("wide", "shift_in_sd")]) > abs(grad.loc["referral", ("wide", "shift_in_sd")])
+    manifest = json.loads((report / "manifest.json").read_text())
+    assert manifest["prior_sets"] == ["default", "wide"] and set(manifest["convergence"]) == {"default", "wide"}
+    assert "Power-scaling" in (report / "report.md").read_text()
