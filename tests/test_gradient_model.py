@@ -135,8 +135,8 @@ def test_auto_centring_follows_the_data_strength(tiny_episodes, tiny_geography):
     plan = centring_plan(pop, GradientSpec(scale="population"), ["referral", "lac"])
     per_la = pop.groupby(["stage", "la_code"], observed=True)["count"].sum().groupby("stage", observed=True).mean()
     per_lsoa = pop.groupby(["stage", "lsoa_code"], observed=True)["count"].sum().groupby("stage", observed=True).mean()
-    # The premises: thousands of referrals per LA, over 50 per LSOA, a handful of LAC per LSOA.
-    assert per_la["referral"] > 1000 and per_lsoa["referral"] > 50 and per_lsoa["lac"] < 5
+    # The premises: thousands of referrals per LA, over 50 per LSOA, a few LAC per LSOA (information 50 needed).
+    assert per_la["referral"] > 1000 and per_lsoa["referral"] > 50 and per_lsoa["lac"] < 20
     assert plan["la"][0] and plan["lsoa"].tolist() == [True, False] and not plan["la_slope"].any()
     # Binomial information is n p (1 - p): near-certain transitions carry little of it.
     trans = transition_cells(tiny_episodes, tiny_geography, stages=("assessment",))
