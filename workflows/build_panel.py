@@ -28,7 +28,6 @@ writing sit apart at the bottom of the module, as in ``workflows.build_reference
 from __future__ import annotations
 
 import argparse
-import gzip
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workflows import atomic, paths
+from workflows import atomic, build_reference, paths
 from workflows.errors import UserError
 
 # --------------------------------------------------------------------------------------------
@@ -766,19 +765,8 @@ def read_raw(raw_dir: Path) -> dict[str, pd.DataFrame]:
 
 
 def copy_raw(source_dir: Path, raw_dir: Path) -> list[Path]:
-    """Copy the raw files the build needs, CSVs gzip-compressed (mtime 0, so reproducible)."""
-    written = []
-    for spec in RAW_FILES:
-        src = Path(source_dir) / spec.relpath
-        if not src.exists():
-            raise UserError(f"missing {src} in the shared folder; it is {spec.origin}")
-        data = src.read_bytes()
-        target = Path(raw_dir) / spec.relpath
-        if spec.relpath.endswith(".csv"):
-            data = gzip.compress(data, compresslevel=9, mtime=0)
-            target = target.with_name(target.name + ".gz")
-        written.append(atomic.write_bytes(target, data))
-    return written
+    """Copy the raw files the panel needs, as the reference build copies its own."""
+    return build_reference.copy_raw(source_dir, raw_dir, RAW_FILES)
 
 
 PANEL_DIR = paths.DATA_DIR / "panel"

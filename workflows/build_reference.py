@@ -410,10 +410,11 @@ def _england(frame: pd.DataFrame, code_col: str) -> pd.DataFrame:
     return frame[frame[code_col].str.startswith("E")].reset_index(drop=True)
 
 
-def copy_raw(source_dir: Path, raw_dir: Path) -> list[Path]:
-    """Copy the raw files the build needs, CSVs gzip-compressed (mtime 0, so reproducible)."""
+def copy_raw(source_dir: Path, raw_dir: Path, raw_files=None) -> list[Path]:
+    """Copy the raw files a build needs (default: this build's ``RAW_FILES``), CSVs
+    gzip-compressed (mtime 0, so reproducible).  The panel build shares it."""
     written = []
-    for spec in RAW_FILES:
+    for spec in RAW_FILES if raw_files is None else raw_files:
         src = Path(source_dir) / spec.relpath
         if not src.exists():
             raise UserError(f"missing {src} in the shared folder; {spec.origin}")

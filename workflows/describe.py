@@ -156,19 +156,9 @@ def write_describe_report(extract_path: Path, out_dir: Path, rule: SuppressionRu
             "describe", inputs={"extract": extract_path, "lsoa_table": paths.REFERENCE_DIR / "lsoa.csv"},
             suppression={"threshold": rule.threshold, "marker": rule.marker},
             validation=report.counts(), seconds=round(time.perf_counter() - started, 2))
-        man["inputs"]["extract"]["path"] = extract_path.name  # a folder name can identify an LA analyst
-        man["argv"] = [_redact_path(a, extract_path) for a in man["argv"]]
+        provenance.redact_extract(man, extract_path)
         (tmp / "manifest.json").write_text(json.dumps(man, indent=1) + "\n")
     return out_dir
-
-
-def _redact_path(arg: str, extract_path: Path) -> str:
-    """``arg`` with the extract's folder removed if it names the extract (as in inputs)."""
-    try:
-        same = Path(arg).resolve() == Path(extract_path).resolve()
-    except (OSError, ValueError):
-        same = False
-    return Path(extract_path).name if same else arg
 
 
 def _sections(tables: PublishedTables, report, rule: SuppressionRule, figs: dict[str, Path]) -> list[Section]:

@@ -211,8 +211,7 @@ def write_gradient_report(extract_path: Path, out_dir: Path, config: GradientRun
             timings={r.scale: {k: r.idata.posterior.attrs.get(k) for k in ("wall_seconds", "sampling_seconds")}
                      for r in results},
             seconds=round(time.perf_counter() - started, 1))
-        man["inputs"]["extract"]["path"] = Path(extract_path).name
-        man["argv"] = [Path(a).name if a == str(extract_path) else a for a in man["argv"]]
+        provenance.redact_extract(man, extract_path)
         (tmp / "manifest.json").write_text(json.dumps(man, indent=1, default=str) + "\n")
     return out_dir
 

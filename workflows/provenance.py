@@ -78,3 +78,20 @@ def source_fingerprint(*modules: str) -> str:
             digest.update(f.name.encode())
             digest.update(f.read_bytes())
     return digest.hexdigest()
+
+
+def redact_extract(man: dict, extract_path: str | Path, key: str = "extract") -> dict:
+    """Keep only the extract's file name in a manifest (inputs and argv): the folder an
+    LA analyst keeps it in can identify them."""
+    extract_path = Path(extract_path)
+    if key in man.get("inputs", {}):
+        man["inputs"][key]["path"] = extract_path.name
+
+    def same(arg: str) -> bool:
+        try:
+            return Path(arg).resolve() == extract_path.resolve()
+        except (OSError, ValueError):
+            return False
+
+    man["argv"] = [extract_path.name if same(a) else a for a in man.get("argv", [])]
+    return man

@@ -112,8 +112,7 @@ def write_sensitivity_report(extract_path: Path, out_dir: Path, prior_sets: list
         man = provenance.manifest("sensitivity", inputs={"extract": extract_path}, prior_sets=prior_sets,
                                   scale=scale, seed=settings.seed, settings=settings.__dict__,
                                   convergence=gates, seconds=round(time.perf_counter() - started, 1))
-        man["inputs"]["extract"]["path"] = Path(extract_path).name
-        man["argv"] = [Path(a).name if a == str(extract_path) else a for a in man["argv"]]
+        provenance.redact_extract(man, extract_path)
         (tmp / "manifest.json").write_text(json.dumps(man, indent=1, default=str) + "\n")
     return out_dir
 
