@@ -99,8 +99,8 @@ def main() -> None:
         return
     # 3. The full stage models under the reporting gate.
     gate = ConvergenceGate()
-    full = SamplerSettings(draws=1000, tune=1000, chains=4, seed=1)
-    print("## 3. six-la full stage models, 4 chains x 1000 draws, reporting gate "
+    full = SamplerSettings(draws=2000, tune=1000, chains=4, seed=1, target_accept=0.95)
+    print("## 3. six-la full stage models, 4 chains x 2000 draws (target accept 0.95), reporting gate "
           f"(R-hat <= {gate.max_r_hat}, bulk/tail ESS >= {gate.min_ess_bulk:g}, no divergences)\n")
     out = []
     for label, data, spec in [

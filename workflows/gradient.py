@@ -67,6 +67,8 @@ class GradientRun:
     #: Episode covariates for the transition scale (age_group, ethnicity, gender), each with
     #: its own gradient shift; more cells, longer fits.
     covariates: tuple[str, ...] = ()
+    #: NUTS target acceptance: higher means smaller steps, fewer divergences, slower draws.
+    target_accept: float = 0.95
 
     def __post_init__(self):
         get_prior_set(self.prior)  # KeyError naming the choices
@@ -80,6 +82,8 @@ class GradientRun:
             raise ValueError(f"covariates {sorted(bad)}: choose from age_group, ethnicity, gender")
         if not 0.5 <= self.prob < 1:
             raise ValueError(f"prob {self.prob}: expected a credible level in [0.5, 1)")
+        if not 0.6 <= self.target_accept < 1:
+            raise ValueError(f"target_accept {self.target_accept}: expected a value in [0.6, 1)")
 
     @classmethod
     def from_config(cls, section: dict, where: str) -> "GradientRun":
@@ -94,7 +98,7 @@ class GradientRun:
 
     def settings(self) -> SamplerSettings:
         return SamplerSettings(sampler=self.sampler, draws=self.draws, tune=self.tune, chains=self.chains,
-                               seed=self.seed)
+                               seed=self.seed, target_accept=self.target_accept)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -106,13 +110,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--target-accept", type=float, default=0.95,
+                        help="NUTS target acceptance (default 0.95: fewer divergences in the LA-level funnels)")
     parser.add_argument("--threshold", type=int, default=10, help="suppress counts below this (default 10)")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         config = GradientRun(prior=args.prior, sampler=args.sampler, draws=args.draws, tune=args.tune,
-                             chains=args.chains, seed=args.seed)
+                             chains=args.chains, seed=args.seed, target_accept=args.target_accept)
     except (ValueError, KeyError) as err:
         raise UserError(str(err.args[0])) from None
     out = args.out or paths.RESULTS_DIR / f"gradient-{Path(args.extract).name.split('.')[0]}"

@@ -33,9 +33,15 @@ import pytensor.tensor as pt
 from models.priors import PriorSet
 
 #: Under centred="auto", a level is centred where a group's own standard error is below these
-#: (link scale; slopes per decile step).  See :func:`centring_plan`.
+#: (link scale; slopes per decile step).  See :func:`centring_plan`.  With a handful of LAs
+#: the posterior of an LA-level SD reaches towards zero, where a centred level whose SE is
+#: comparable to the SD forms a funnel (six-la, seed 11: centring LA gradients at SE 0.006
+#: gave 15 divergences; centring CPP LA intercepts at SE 0.097 gave 12 in 8000 draws, but a
+#: stricter LA intercept threshold (0.05) cost the short-chain recovery fit its ESS, so it
+#: stays at the LSOA value until measured further: benchmarks/RESULTS.md).
 CENTRE_INTERCEPT_SE = 1.0 / np.sqrt(50.0)
-CENTRE_SLOPE_SE = 0.010
+CENTRE_LA_INTERCEPT_SE = 1.0 / np.sqrt(50.0)
+CENTRE_SLOPE_SE = 0.004
 TYPICAL_LSOA_SD = 0.1
 
 DEFAULT_REFERENCE = {"age_group": "10_15", "ethnicity": "white_british", "gender": "male",
@@ -264,12 +270,13 @@ def centring_plan(cells: pd.DataFrame, spec: GradientSpec, stages: list[str]) ->
     """Per level ("la", "la_slope", "lsoa"), a boolean per stage: centre it there?
 
     Under ``"auto"`` a level is centred where the data pin each group down, judged by the
-    standard error a group's own data would give it: below ``CENTRE_INTERCEPT_SE`` for LA
-    and LSOA intercepts (Fisher information: events for Poisson counts, trials x p(1-p)
-    for binomial ones), below ``CENTRE_SLOPE_SE`` for an LA's gradient (information x
-    within-LA deprivation squared, plus LSOA variation around the LA line).  Both
-    thresholds sit well under the group SDs seen in practice (0.1-0.3 for intercepts,
-    0.02-0.03 per decile for gradients), where the centred form mixes far better.
+    standard error a group's own data would give it: below ``CENTRE_LA_INTERCEPT_SE`` for LA
+    and ``CENTRE_INTERCEPT_SE`` for LSOA intercepts (Fisher information: events for Poisson
+    counts, trials x p(1-p) for binomial ones), below ``CENTRE_SLOPE_SE`` for an LA's
+    gradient (information x within-LA deprivation squared, plus LSOA variation around the
+    LA line).  The thresholds sit well under the group SDs seen in practice (0.1-0.3 for
+    intercepts, 0.02-0.03 per decile for gradients), where the centred form mixes far
+    better; near the SD, the centred form's funnel makes divergences.
     """
     if spec.centred != "auto":
         return {lv: np.full(len(stages), lv in spec.centred) for lv in ("la", "la_slope", "lsoa")}
@@ -288,9 +295,9 @@ def centring_plan(cells: pd.DataFrame, spec: GradientSpec, stages: list[str]) ->
     plan = {level: np.zeros(len(stages), dtype=bool) for level in ("la", "la_slope", "lsoa")}
     for i, st in enumerate(stages):
         m = stage_of == st
-        for level, key in (("la", la), ("lsoa", lsoa)):
+        for level, key, limit in (("la", la, CENTRE_LA_INTERCEPT_SE), ("lsoa", lsoa, CENTRE_INTERCEPT_SE)):
             per_group = pd.Series(info[m]).groupby(key[m]).sum()
-            plan[level][i] = 1.0 / np.sqrt(max(per_group.mean(), 1e-12)) <= CENTRE_INTERCEPT_SE
+            plan[level][i] = 1.0 / np.sqrt(max(per_group.mean(), 1e-12)) <= limit
         slope_info = pd.Series(info[m] * within[m] ** 2).groupby(la[m]).sum()
         lsoa_w2 = (pd.DataFrame({"la": la[m], "lsoa": lsoa[m], "w2": within[m] ** 2})
                    .drop_duplicates("lsoa").groupby("la")["w2"].sum())
