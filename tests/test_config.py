@@ -94,3 +94,36 @@ def test_unknown_config_name_lists_the_known_configs():
 def test_missing_toml_path_is_a_user_error(tmp_path):
     msg = _error(tmp_path / "absent.toml")
     assert "absent.toml" in msg
+
+
+def test_new_sections_check_their_keys_and_types(tmp_path):
+    msg = _error(_write(tmp_path, GOOD + "[sbc]\nreplicate = 10\n"))
+    assert "sbc.replicate" in msg and "replicates" in msg
+    msg = _error(_write(tmp_path, GOOD + '[compare]\nvariants = "full"\n', "d.toml"))
+    assert "compare.variants" in msg and "list" in msg
+    msg = _error(_write(tmp_path, GOOD + "[sensitivity]\ndraws = 1.5\n", "e.toml"))
+    assert "sensitivity.draws" in msg and "int" in msg
+
+
+@pytest.mark.parametrize("name", ["six-la", "sensitivity", "compare", "sbc"])
+def test_shipped_run_configs_load_and_check(name):
+    from workflows.fit import CHECKS, SECTIONS
+    from workflows.sbc import SBCRun
+
+    config = load_config(name)
+    for section in config["_sections"]:
+        if section in SECTIONS:
+            CHECKS[section](config)
+    if "sbc" in config["_sections"]:
+        assert SBCRun.from_config(config["sbc"], config["_path"]).replicates >= 100
+
+
+def test_sbc_section_values_are_checked():
+    from workflows.sbc import SBCRun
+
+    with pytest.raises(UserError, match=r"x.toml: \[sbc\] generator_prior 'flat': unknown prior set"):
+        SBCRun.from_config({"generator_prior": "flat"}, "x.toml")
+    with pytest.raises(UserError, match=r"unknown SBC preset 'huge'"):
+        SBCRun.from_config({"preset": "huge"}, "x.toml")
+    with pytest.raises(UserError, match=r"n_ranks 500: expected 1..chains x draws \(200\)"):
+        SBCRun.from_config({"n_ranks": 500, "draws": 100, "chains": 2}, "x.toml")

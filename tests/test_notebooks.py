@@ -29,3 +29,7 @@ def test_notebook_runs_top_to_bottom(path, monkeypatch, tmp_path):
 
 def test_there_are_notebooks_to_run():
     assert any(p.name.startswith("02_social_gradient") for p in NOTEBOOKS)
+    assert any(p.name.startswith("01_system_conditions") for p in NOTEBOOKS)
+    assert any(p.name.startswith("05_priors_and_sensitivity") for p in NOTEBOOKS)
+    assert any(p.name.startswith("03_demand_classes") for p in NOTEBOOKS)
+    assert any(p.name.startswith("04_joint_model") for p in NOTEBOOKS)

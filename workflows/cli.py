@@ -21,6 +21,12 @@ VERBS: dict[str, tuple[str, str]] = {
     "describe": ("workflows.describe", "descriptive report of an extract (funnel, rates, factors)"),
     "gradient": ("workflows.gradient", "fit the social gradient models to an extract and report them"),
     "sensitivity": ("workflows.sensitivity", "refit the gradient model under each prior set; power-scaling"),
+    "fit": ("workflows.fit", "fit every model section of a run config into results/<run>/ (cached, resumable)"),
+    "report": ("workflows.report", "(re)write a fitted run's report.md/report.html without refitting"),
+    "compare": ("workflows.compare", "compare model variants by PSIS-LOO with Pareto-k diagnostics"),
+    "sbc": ("workflows.sbc", "simulation-based calibration of the gradient model (rank ECDFs)"),
+    "latent-class": ("workflows.latent_class", "demand classes: choose K by PSIS-LOO, named profiles with intervals"),
+    "system": ("workflows.system", "fit the system-conditions models to the LA x year panel and report them"),
     "demo": ("workflows.demo", "the main job: simulate six-la and report on it"),
 }
 

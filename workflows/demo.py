@@ -1,8 +1,9 @@
 """``python -m workflows demo``: the main job, end to end on the built-in synthetic data.
 
 Simulates the configured preset (reused if the same preset and seed are already there),
-writes the descriptive report, then fits and reports the social gradient models (reused
-when nothing changed).  The latent class and joint models join here as they land.
+writes the descriptive report, then fits and reports the social gradient models and the
+latent class (demand) model, each reused when nothing changed.  Optional analyses run only
+when the config has their section.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from workflows.config import load_config
 from workflows.describe import write_describe_report
 from workflows.errors import UserError
 from workflows.gradient import GradientRun, write_gradient_report
+from workflows.latent_class import LatentClassRun, write_latent_class_report
 from workflows.simulate import write_simulation
 
 
@@ -30,34 +32,47 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     out = args.out or paths.RESULTS_DIR / Path(config["_path"]).stem
     started = time.perf_counter()
-    data_dir = out / "data"
-    preset, seed = config["data"]["preset"], config["data"]["seed"]
-    if _same_simulation(data_dir, preset, seed):
-        print(f"[1/3] reusing the {preset} extract (seed {seed}) in {data_dir}")
-    else:
-        print(f"[1/3] simulating {preset} (seed {seed}) ...", flush=True)
-        write_simulation(data_dir, preset, seed)
-    print("[2/3] describing the extract ...", flush=True)
+    sections = config.get("_sections", ())
+    steps = 2 + ("gradient" in sections) + ("latent_class" in sections)
+    # Check every section before the first fit, so a typo fails in seconds, not minutes.
+    gradient_run = GradientRun.from_config(config["gradient"], config["_path"]) if "gradient" in sections else None
+    lc_run = (LatentClassRun.from_config(config["latent_class"], config["_path"])
+              if "latent_class" in sections else None)
     try:
         rule = SuppressionRule(config["report"]["suppression_threshold"], config["report"]["suppression_marker"])
     except ValueError as err:
         raise UserError(f"{config['_path']}: {err}") from None
-    report_dir = write_describe_report(data_dir / "extract.csv", out / "describe", rule,
-                                       title=f"Synthetic {preset} system: descriptive report")
-    gradient_dir = None
-    if "gradient" in config.get("_sections", ()):
-        print("[3/3] social gradient models ...", flush=True)
-        run_config = GradientRun.from_config(config["gradient"], config["_path"])
-        gradient_dir = write_gradient_report(
-            data_dir / "extract.csv", out / "gradient", run_config, rule,
+    data_dir = out / "data"
+    preset, seed = config["data"]["preset"], config["data"]["seed"]
+    if _same_simulation(data_dir, preset, seed):
+        print(f"[1/{steps}] reusing the {preset} extract (seed {seed}) in {data_dir}")
+    else:
+        print(f"[1/{steps}] simulating {preset} (seed {seed}) ...", flush=True)
+        write_simulation(data_dir, preset, seed)
+    print(f"[2/{steps}] describing the extract ...", flush=True)
+    reports = [write_describe_report(data_dir / "extract.csv", out / "describe", rule,
+                                     title=f"Synthetic {preset} system: descriptive report")]
+    step = 2
+    if gradient_run is not None:
+        step += 1
+        print(f"[{step}/{steps}] social gradient models ...", flush=True)
+        reports.append(write_gradient_report(
+            data_dir / "extract.csv", out / "gradient", gradient_run, rule,
             title=f"Synthetic {preset} system: social gradient and inverse intervention",
-            log=lambda m: print(m, flush=True))
+            log=lambda m: print(m, flush=True)))
+    if lc_run is not None:
+        step += 1
+        print(f"[{step}/{steps}] latent class (demand) model ...", flush=True)
+        reports.append(write_latent_class_report(
+            data_dir / "extract.csv", out / "latent_class", lc_run, rule,
+            title=f"Synthetic {preset} system: demand classes at assessment",
+            log=lambda m: print(m, flush=True)))
     print(f"\ndone in {time.perf_counter() - started:.0f} s. Outputs:")
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         print(f"  {path.relative_to(paths.REPO_ROOT) if path.is_relative_to(paths.REPO_ROOT) else path}")
-    print(f"\nreport: {report_dir / 'report.html'}")
-    if gradient_dir is not None:
-        print(f"report: {gradient_dir / 'report.html'}")
+    print()
+    for report_dir in reports:
+        print(f"report: {report_dir / 'report.html'}")
     return 0
 
 

@@ -4,7 +4,8 @@ the priors?
 Refits the gradient model under each named prior set (``--prior-sets default,wide,pc``)
 and tabulates the headline quantities side by side, with each median's shift from the
 baseline in posterior SDs; adds power-scaling sensitivity (ArviZ ``psens``) of the
-baseline fit.  Writes ``report.md``, ``report.html``, ``tables/*.csv`` and
+baseline fit.  The refits fan out on Dask (``--scheduler ADDRESS`` for a running cluster,
+a local one by default: :mod:`workflows.fanout`).  Writes ``report.md``, ``report.html``, ``tables/*.csv`` and
 ``manifest.json`` into ``--out``, replaced as a whole only when complete.
 """
 
@@ -14,6 +15,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +30,7 @@ from models.sampling import ConvergenceGate, SamplerSettings, fit
 from models.vocabulary import STAGES
 from workflows import atomic, paths, provenance
 from workflows.errors import UserError
+from workflows.fanout import fan_out
 from workflows.report_format import Section, render_html, render_markdown
 
 QUANTITIES = ("gradient_per_decile", "inverse_intervention", "la_sd")
@@ -45,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--scheduler", default=None, help="address of a running Dask scheduler for the refits "
+                        "(default: a local cluster, one process per prior set up to the cores)")
+    parser.add_argument("--workers", type=int, default=None, help="local worker processes (1 = no cluster)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,14 +67,16 @@ def run(args: argparse.Namespace) -> int:
         bad = [s for s in stages if s not in valid]
         if bad:
             raise UserError(f"--stages: unknown stage(s) {bad} for the {args.scale} scale; choose from {', '.join(valid)}")
-    write_sensitivity_report(args.extract, out, names, args.scale, settings, stages=stages)
+    write_sensitivity_report(args.extract, out, names, args.scale, settings, stages=stages,
+                             scheduler=args.scheduler, n_workers=args.workers, progress=True)
     print(f"report: {out / 'report.html'}")
     return 0
 
 
 def write_sensitivity_report(extract_path: Path, out_dir: Path, prior_sets: list[str], scale: str,
                              settings: SamplerSettings, stages: tuple[str, ...] | None = None,
-                             log=print) -> Path:
+                             log=print, scheduler: str | None = None, n_workers: int | None = 1,
+                             progress: bool = False) -> Path:
     from workflows.extract_io import load_extract
     from workflows.reference import load_lsoa_table
 
@@ -86,18 +94,17 @@ def write_sensitivity_report(extract_path: Path, out_dir: Path, prior_sets: list
 
     summaries: dict[str, dict[str, pd.DataFrame]] = {q: {} for q in QUANTITIES}
     gates, psens = {}, None
-    for name in prior_sets:
-        log(f"  fitting under the '{name}' prior set ...")
-        model = build_gradient_model(cells, spec, get_prior_set(name))
-        idata = fit(model, settings)
-        gates[name] = ConvergenceGate().check(idata, list(idata.posterior.data_vars))
-        post = idata.posterior
-        summaries["gradient_per_decile"][name] = effects.summarise(effects.gradient(post, spec))
-        summaries["inverse_intervention"][name] = effects.summarise(effects.inverse_intervention(post, spec, facts))
-        summaries["la_sd"][name] = effects.summarise(post["la_sd"].rename("la_sd"))
-        if psens is None:  # the baseline
-            psens = sens.power_scaling(model, idata, ["within_effect", "contextual_effect", "la_sd",
-                                                      "la_slope_sd", "lsoa_sd"])
+    log(f"  fitting under the prior sets {', '.join(prior_sets)} ...")
+    jobs = [_PriorSetFit(name, cells, spec, facts, settings, baseline=(i == 0)) for i, name in enumerate(prior_sets)]
+    # One fit per prior set, fanned out on Dask (serially with one worker or one set).
+    for job, (gate, summary, job_psens) in zip(jobs, fan_out(_fit_prior_set, jobs, scheduler=scheduler,
+                                                             n_workers=n_workers, progress=progress,
+                                                             label="prior sets")):
+        gates[job.name] = gate
+        for q in QUANTITIES:
+            summaries[q][job.name] = summary[q]
+        if job.baseline:
+            psens = job_psens
     tables = {q: sens.compare_prior_sets(summaries[q], baseline=prior_sets[0]) for q in QUANTITIES}
 
     with atomic.atomic_dir(out_dir) as tmp:
@@ -115,6 +122,32 @@ def write_sensitivity_report(extract_path: Path, out_dir: Path, prior_sets: list
         provenance.redact_extract(man, extract_path)
         (tmp / "manifest.json").write_text(json.dumps(man, indent=1, default=str) + "\n")
     return out_dir
+
+
+@dataclass(frozen=True)
+class _PriorSetFit:
+    """One refit of the sensitivity analysis (picklable: it travels to a Dask worker)."""
+
+    name: str
+    cells: pd.DataFrame
+    spec: GradientSpec
+    facts: effects.DeprivationScale
+    settings: SamplerSettings
+    baseline: bool = False
+
+
+def _fit_prior_set(job: _PriorSetFit):
+    """Fit under one prior set: (gate, summaries by quantity, power-scaling table or None)."""
+    model = build_gradient_model(job.cells, job.spec, get_prior_set(job.name))
+    idata = fit(model, job.settings)
+    gate = ConvergenceGate().check(idata, list(idata.posterior.data_vars))
+    post = idata.posterior
+    summary = {"gradient_per_decile": effects.summarise(effects.gradient(post, job.spec)),
+               "inverse_intervention": effects.summarise(effects.inverse_intervention(post, job.spec, job.facts)),
+               "la_sd": effects.summarise(post["la_sd"].rename("la_sd"))}
+    psens = (sens.power_scaling(model, idata, ["within_effect", "contextual_effect", "la_sd", "la_slope_sd",
+                                                "lsoa_sd"]) if job.baseline else None)
+    return gate, summary, psens
 
 
 def _sections(tables, psens, gates, prior_sets, scale, settings) -> list[Section]:
