@@ -17,7 +17,6 @@ fails the convergence gate says so at the top of the report and in every table.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import time
@@ -36,6 +35,7 @@ from models.sampling import SAMPLERS, ConvergenceGate, SamplerSettings, fit
 from models.suppression import SuppressionRule
 from models.vocabulary import STAGE_LABELS, STAGES
 from workflows import atomic, paths, provenance
+from workflows.run_cache import NOT_FOR_CITATION, flag_uncitable, is_current, run_key
 from workflows.errors import UserError
 from workflows.report_format import Section, render_html, render_markdown
 
@@ -49,7 +49,6 @@ STAGE_PHRASES = {
     "lac": "looked after",
 }
 MODEL_CODE = ("models.gradient", "models.cells", "models.priors", "models.sampling", "models.areas")
-NOT_FOR_CITATION = "NOT FOR CITATION: the sampler did not pass the convergence gate"
 
 
 @dataclass(frozen=True)
@@ -142,12 +141,7 @@ class ScaleResult:
 
 def cache_key(extract_path: Path, config: GradientRun, rule: SuppressionRule) -> str:
     """Same extract bytes, settings and model code: same key, so no refit."""
-    digest = hashlib.sha256()
-    digest.update(provenance.sha256_file(extract_path).encode())
-    digest.update(json.dumps(asdict(config), sort_keys=True).encode())
-    digest.update(json.dumps(asdict(rule), sort_keys=True).encode())
-    digest.update(provenance.source_fingerprint(*MODEL_CODE, "workflows.gradient").encode())
-    return digest.hexdigest()
+    return run_key(files=(extract_path,), settings=(config, rule), code=(*MODEL_CODE, "workflows.gradient"))
 
 
 def write_gradient_report(extract_path: Path, out_dir: Path, config: GradientRun,
@@ -158,7 +152,7 @@ def write_gradient_report(extract_path: Path, out_dir: Path, config: GradientRun
 
     out_dir = Path(out_dir)
     key = cache_key(extract_path, config, rule)
-    if _cached(out_dir, key):
+    if is_current(out_dir, key):
         log(f"  unchanged since the last run (same extract, settings and code): reusing {out_dir}")
         return out_dir
     started = time.perf_counter()
@@ -186,7 +180,7 @@ def write_gradient_report(extract_path: Path, out_dir: Path, config: GradientRun
             f"min bulk ESS {gate['min_ess_bulk']:.0f}, divergences {gate['divergences']}"
             + ("" if gate["passed"] else f"  <- {NOT_FOR_CITATION}"))
         result = ScaleResult(scale, spec, idata, gate)
-        _derive(result, scale_facts, config.prob)
+        derive_effects(result, scale_facts, config.prob)
         idata_pp = checks.sample_posterior_predictive(model, idata, seed=config.seed,
                                                      thin=max(1, config.draws * config.chains // 400))
         result.check = _suppress_check(checks.decile_check(cells, idata_pp, spec), cells, spec, rule)
@@ -197,7 +191,7 @@ def write_gradient_report(extract_path: Path, out_dir: Path, config: GradientRun
         (tmp / "figures").mkdir()
         for r in results:
             for name, table in r.tables.items():
-                _flag(table, r.gate).to_csv(tmp / "tables" / f"{r.scale}_{name}.csv")
+                flag_uncitable(table, r.gate["passed"]).to_csv(tmp / "tables" / f"{r.scale}_{name}.csv")
             r.check.to_csv(tmp / "tables" / f"{r.scale}_predictive_check.csv", index=False)
             posterior = r.idata.posterior.drop_vars([v for v in r.idata.posterior.data_vars
                                                      if any("lsoa" in d for d in r.idata.posterior[v].dims)])
@@ -222,14 +216,6 @@ def write_gradient_report(extract_path: Path, out_dir: Path, config: GradientRun
     return out_dir
 
 
-def _cached(out_dir: Path, key: str) -> bool:
-    try:
-        recorded = json.loads((out_dir / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return recorded.get("cache_key") == key and (out_dir / "report.html").exists()
-
-
 def _to_netcdf(idata, posterior, target: Path) -> None:
     import arviz as az
 
@@ -239,7 +225,8 @@ def _to_netcdf(idata, posterior, target: Path) -> None:
     az.InferenceData(**groups).to_netcdf(str(target))
 
 
-def _derive(result: ScaleResult, scale: effects.DeprivationScale, prob: float) -> None:
+def derive_effects(result: ScaleResult, scale: effects.DeprivationScale, prob: float) -> None:
+    """Every derived quantity the report shows (draws and summary tables), filled into ``result``."""
     post, spec = result.idata.posterior, result.spec
     draws = {
         "gradient_per_decile": effects.gradient(post, spec),
@@ -258,14 +245,6 @@ def _derive(result: ScaleResult, scale: effects.DeprivationScale, prob: float) -
     result.tables = {name: effects.summarise(d, prob=prob) for name, d in draws.items()}
     result.tables["contextual_negative"] = ((post["contextual_effect"] < 0).mean(("chain", "draw"))
                                             .to_series().rename("P(contextual effect < 0)").to_frame())
-
-
-def _flag(table: pd.DataFrame, gate: dict) -> pd.DataFrame:
-    if gate["passed"]:
-        return table
-    out = table.copy()
-    out["status"] = NOT_FOR_CITATION
-    return out
 
 
 def _suppress_check(check: pd.DataFrame, cells: pd.DataFrame, spec: GradientSpec, rule: SuppressionRule):

@@ -13,7 +13,6 @@ unchanged run is not refitted.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -23,6 +22,7 @@ from models import sbc as core
 from models.priors import PRIOR_SETS
 from models.sampling import SamplerSettings
 from workflows import atomic, paths, provenance
+from workflows.run_cache import is_current, run_key
 from workflows.config import load_config
 from workflows.errors import UserError
 from workflows.fanout import fan_out
@@ -92,9 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def cache_key(config: SBCRun) -> str:
-    digest = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode())
-    digest.update(provenance.source_fingerprint(*MODEL_CODE, "workflows.sbc").encode())
-    return digest.hexdigest()
+    return run_key(settings=config, code=(*MODEL_CODE, "workflows.sbc"))
 
 
 def write_sbc_report(out_dir: Path, config: SBCRun, *, scheduler: str | None = None, n_workers: int | None = None,
@@ -102,7 +100,7 @@ def write_sbc_report(out_dir: Path, config: SBCRun, *, scheduler: str | None = N
     """Run the SBC and write its report; the folder appears only when complete."""
     out_dir = Path(out_dir)
     key = cache_key(config)
-    if _cached(out_dir, key):
+    if is_current(out_dir, key):
         log(f"  unchanged since the last run (same settings and code): reusing {out_dir}")
         return out_dir
     started = time.perf_counter()
@@ -141,13 +139,6 @@ def write_sbc_report(out_dir: Path, config: SBCRun, *, scheduler: str | None = N
         (tmp / "manifest.json").write_text(json.dumps(man, indent=1, default=str) + "\n")
     return out_dir
 
-
-def _cached(out_dir: Path, key: str) -> bool:
-    try:
-        recorded = json.loads((out_dir / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return recorded.get("cache_key") == key and (out_dir / "report.html").exists()
 
 
 def _plot(result: core.SBCResult, path: Path) -> None:

@@ -19,7 +19,6 @@ model that fails the convergence gate is marked NOT FOR CITATION in the report a
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 import tomllib
@@ -38,12 +37,12 @@ from models.system import plots
 from models.system import trends as trend_model
 from models.system.components import get_priors
 from workflows import atomic, config as config_mod, paths, provenance
+from workflows.run_cache import NOT_FOR_CITATION, flag_uncitable, is_current, run_key
 from workflows.errors import UserError
 from workflows.report_format import Section, render_html, render_markdown
 
 MODELS = ("trends", "conditions", "gradient")
 MODEL_CODE = ("models.system", "models.sampling", "workflows.system")
-NOT_FOR_CITATION = "NOT FOR CITATION: the sampler did not pass the convergence gate"
 STAGE_LABELS = {k: v[1] for k, v in sysdata.MEASURES.items()}
 OUTCOME_LABELS = {k: v[2] for k, v in cond_model.OUTCOMES.items()}
 
@@ -353,20 +352,7 @@ def _save(fig, path: Path) -> Path:
 
 
 def cache_key(panel_path: Path, run_config: SystemRun, rule: SuppressionRule) -> str:
-    digest = hashlib.sha256()
-    digest.update(provenance.sha256_file(panel_path).encode())
-    digest.update(json.dumps(asdict(run_config), sort_keys=True).encode())
-    digest.update(json.dumps(asdict(rule), sort_keys=True).encode())
-    digest.update(provenance.source_fingerprint(*MODEL_CODE).encode())
-    return digest.hexdigest()
-
-
-def _cached(out_dir: Path, key: str) -> bool:
-    try:
-        recorded = json.loads((out_dir / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return recorded.get("cache_key") == key and (out_dir / "report.html").exists()
+    return run_key(files=(panel_path,), settings=(run_config, rule), code=MODEL_CODE)
 
 
 def write_system_report(panel_path: Path, out_dir: Path, run_config: SystemRun, rule: SuppressionRule,
@@ -382,7 +368,7 @@ def write_system_report(panel_path: Path, out_dir: Path, run_config: SystemRun, 
     if not panel_path.exists():
         raise UserError(f"panel {panel_path} not found; rebuild it with `python -m workflows build-panel`")
     key = cache_key(panel_path, run_config, rule)
-    if _cached(out_dir, key):
+    if is_current(out_dir, key):
         log(f"  unchanged since the last run (same panel, settings and code): reusing {out_dir}")
         return out_dir
     started = time.perf_counter()
@@ -410,7 +396,7 @@ def write_system_report(panel_path: Path, out_dir: Path, run_config: SystemRun, 
                 + ("" if res.gate["passed"] else f"  <- {NOT_FOR_CITATION}"))
             results.append(res)
             for tname, table in res.tables.items():
-                _flag(table, res.gate).to_csv(tmp / "tables" / f"{name}_{tname}.csv")
+                flag_uncitable(table, res.gate["passed"]).to_csv(tmp / "tables" / f"{name}_{tname}.csv")
             _to_netcdf(res.idata, tmp / f"posterior_{name}.nc")
         sections = _sections(results, panel, run_config, priors, rule)
         title = "System conditions in children's social care: LA panel models"
@@ -425,14 +411,6 @@ def write_system_report(panel_path: Path, out_dir: Path, run_config: SystemRun, 
             seconds=round(time.perf_counter() - started, 1))
         (tmp / "manifest.json").write_text(json.dumps(man, indent=1, default=str) + "\n")
     return out_dir
-
-
-def _flag(table: pd.DataFrame, gate: dict) -> pd.DataFrame:
-    if gate["passed"]:
-        return table
-    out = table.copy()
-    out["status"] = NOT_FOR_CITATION
-    return out
 
 
 def _to_netcdf(idata, target: Path) -> None:
