@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(PY) -m workflows demo
 
+# Tests run on every core (pytest-xdist); a module's tests stay on one worker so its
+# fitted fixtures are built once.  TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 reference: $(STAMP)
 	$(PY) -m workflows build-reference

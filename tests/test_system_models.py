@@ -116,7 +116,11 @@ def test_trend_model_recovers_national_trends_and_la_effects(trend_fit):
     _, med, _ = _q(post["la_level"])
     for j in range(len(spec.stages)):
         assert np.corrcoef(med[:, j], truth["la_level"][:, j])[0, 1] > 0.9
-    assert _covers(post["la_level_sd"], truth["la_sd"][:3], 0.95).all()
+    # The SD of the 30 LA levels actually drawn (not the generator's 0.3, which one sample
+    # of 30 LAs estimates only to +-13%): every 99% interval covers it (a calibrated model
+    # fails this about 3% of the time; 95% for all three failed 14% of the time).
+    realised = truth["la_level"].std(axis=0, ddof=1)
+    assert _covers(post["la_level_sd"], realised, 0.99).all(), (realised, _q(post["la_level_sd"], 0.99))
 
 
 def test_trend_model_finds_the_shift_to_late_intervention(trend_fit):
