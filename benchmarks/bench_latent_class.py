@@ -1,6 +1,6 @@
 """Latent class benchmark: our EM and Bayesian fit vs StepMix (EM) on the same data.
 
-    .venv/bin/python benchmarks/bench_latent_class.py [--quick] [--n-starts 20] [--draws 500]
+    .venv/bin/python benchmarks/bench_latent_class.py [--quick] [--episodes N] [--n-starts 20] [--draws 500]
 
 Data: the six-la synthetic system (seed 11), every assessed episode, the 39 factors, K = 7
 (the simulator's true classes).  Everything runs in one process, side by side, so times are
@@ -63,6 +63,8 @@ def _print(rows):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5,000 episodes, short chains (a smoke run)")
+    parser.add_argument("--episodes", type=int, default=0,
+                        help="a seeded random sample of this many assessed episodes (default: all)")
     parser.add_argument("--n-starts", type=int, default=20, help="random EM starts, both tools (default 20)")
     parser.add_argument("--draws", type=int, default=500)
     parser.add_argument("--chains", type=int, default=2)
@@ -76,8 +78,9 @@ def main() -> None:
         truth = json.loads((Path(tmp) / "truth.json").read_text())
         true_class = pd.read_csv(Path(tmp) / "truth_episodes.csv", index_col="episode_id")["demand_class"]
     factors = assessed_factors(extract.episodes, extract.factors)
-    if args.quick:
-        factors = factors.sample(5000, random_state=0)
+    size = 5000 if args.quick and not args.episodes else args.episodes
+    if size and size < len(factors):
+        factors = factors.sample(size, random_state=0)
     truth_labels = true_class.loc[factors.index].to_numpy()
     names = truth["classes"]["names"]
     truth_p = np.array([[truth["classes"]["profiles"][c][f] for f in factors.columns] for c in names])

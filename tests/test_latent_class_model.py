@@ -90,3 +90,57 @@ def test_em_increases_likelihood_over_starts():
     assert em.loglik == pytest.approx(float(pat.counts @ pattern_loglik(pat.matrix, em.weights, em.profiles)))
     assert em.loglik >= em.start_logliks.max() - 1e-6
     assert np.all(np.diff(em.weights) <= 0)  # reported largest first
+
+
+def test_unconstrained_copies_are_dropped_before_alignment():
+    """nutpie stores ``*__`` transformed-space copies; alignment would not permute them."""
+    import arviz as az
+    import xarray as xr
+
+    from models.latent_class.fit import drop_unconstrained
+
+    rng = np.random.default_rng(0)
+    post = xr.Dataset({
+        "class_weight": (("chain", "draw", "class"), rng.dirichlet(np.ones(3), (2, 5))),
+        "item_prob": (("chain", "draw", "class", "factor"), rng.uniform(size=(2, 5, 3, 4))),
+        "class_weight_simplex__": (("chain", "draw", "class_weight_simplex___dim_0"), rng.normal(size=(2, 5, 2))),
+        "item_prob_logodds__": (("chain", "draw", "item_prob_logodds___dim_0", "item_prob_logodds___dim_1"),
+                                rng.normal(size=(2, 5, 3, 4))),
+    }, coords={"class": ["0", "1", "2"], "factor": list("abcd"), "class_weight_simplex___dim_0": [0, 1]})
+    idata = az.InferenceData(posterior=post)
+    clean = drop_unconstrained(idata)
+    assert set(clean.posterior.data_vars) == {"class_weight", "item_prob"}
+    assert set(clean.posterior.dims) == {"chain", "draw", "class", "factor"}
+    assert "class_weight_simplex___dim_0" not in clean.posterior.coords
+    assert "item_prob_logodds__" in idata.posterior            # the input is left as it was
+    assert drop_unconstrained(clean) is clean
+
+
+def test_regression_without_distal_outcomes_matches_row_level_likelihood():
+    """``distal = false``: no outcome columns, the likelihood is patterns x covariates x LA only."""
+    from scipy.special import softmax
+
+    from models.latent_class.regression import build_regression_model, collapse_regression, parameter_names
+
+    rng = np.random.default_rng(5)
+    n = 80
+    factors = _data(n=n, f=4, seed=5)
+    cov = pd.DataFrame({"age": rng.choice(["a", "b"], n)})
+    la = pd.Series(rng.choice(["L1", "L2"], n))
+    d = collapse_regression(factors, cov, la, pd.DataFrame(index=range(n)), references={"age": "a"})
+    assert d.outcomes == () and "distal_prob" not in parameter_names(d)
+    m = build_regression_model(d, 2)
+    assert "distal_cond" not in m.named_vars and "distal_prob" not in m.named_vars
+    f = pytensor.function([m["item_prob"], m["intercept"], m["effect_age_raw"], m["la_sd"], m["la_z"]],
+                          m.potentials[0])
+    item = rng.uniform(0.05, 0.95, (2, 4))
+    intercept, age_raw, la_z = np.array([0.3, -0.3]), np.array([[0.5, -0.5]]), np.array([[0.2, -0.2], [-0.2, 0.2]])
+    la_sd = np.array([0.7, 0.4])
+    scaled = la_z * la_sd
+    la_eff = dict(zip(["L1", "L2"], scaled - scaled.mean(axis=1, keepdims=True)))
+    brute = 0.0
+    for i in range(n):
+        eta = intercept + (age_raw[0] if cov["age"][i] == "b" else 0.0) + la_eff[la[i]]
+        pk = softmax(eta)
+        brute += np.log(sum(pk[k] * np.prod(np.where(factors.iloc[i], item[k], 1 - item[k])) for k in range(2)))
+    assert float(f(item, intercept, age_raw, la_sd, la_z)) == pytest.approx(brute, abs=1e-8)

@@ -13,6 +13,28 @@ gives named class profiles with credible intervals and class sizes.  Writes, int
 - ``posterior.nc`` (class weights and profiles only: no pattern or episode data) and
   ``manifest.json``.
 
+Two further analyses, each switched by a ``[latent_class]`` key (and a CLI flag):
+
+- ``regression`` (default false: it is a second, larger MCMC fit, minutes on the demo's
+  8,000 episodes): latent class regression at the chosen K on the same episodes
+  (:mod:`models.latent_class.regression`): class membership depends on ``covariates``
+  (default ``["age_group", "gender", "ethnicity"]``; ``[]`` for LA effects only) and
+  varies by LA; with ``distal`` (default true) the class-specific probabilities of a
+  section 47 enquiry, a child protection plan given an enquiry and becoming looked after
+  are estimated in the same model.  Tables ``class_prevalence.csv`` (standardised class
+  shares by covariate level and by LA, with intervals; episode counts per level
+  suppressed, with secondary suppression) and ``distal_outcomes.csv``.  Classes keep the
+  names of the latent class fit (its profiles are the alignment reference).
+- ``misalignment`` (default true: one small hierarchical binomial fit, seconds): the share
+  of neglect child protection plans whose assessment did not record neglect, by LA and
+  pooled, with intervals (:mod:`models.latent_class.misalignment`), on every episode of
+  the extract.  Table ``neglect_misalignment.csv`` (counts under the threshold and the
+  observed shares derived from them suppressed, with secondary suppression).  An extract
+  without neglect plans (``cpp_category`` is optional) gets a note instead.
+
+Each part is gated on its own convergence: a part that fails has its tables marked NOT
+FOR CITATION, whatever the others did.
+
 Per-episode class probabilities exist only in memory (:meth:`LatentClassAnalysis.episode_membership`):
 they are case-level data and are never written.  An unchanged run is not refitted.
 """
@@ -21,11 +43,10 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,14 +55,19 @@ import xarray as xr
 
 from models.latent_class import plots
 from models.latent_class.fit import LatentClassFit
+from models.latent_class.misalignment import MisalignmentFit, fit_misalignment, misalignment_counts, publishable
 from models.latent_class.model import LatentClassPriors
 from models.latent_class.patterns import Patterns, collapse
 from models.latent_class.profiles import class_names, membership, profile_frame, profile_table
+from models.latent_class.regression import (DISTAL_OUTCOMES, LA, RegressionData, RegressionFit,
+                                            collapse_regression, derived_draws, fit_latent_class_regression,
+                                            summarise)
 from models.latent_class.selection import ClassSizeCheck, KTask, Selection, fit_k, select_k
 from models.sampling import SAMPLERS, SamplerSettings
 from models.suppression import SuppressionRule, suppress_counts
 from models.vocabulary import FACTOR_NAMES
 from workflows import atomic, paths, provenance
+from workflows.run_cache import flag_uncitable, is_current, run_key
 from workflows.errors import UserError
 from workflows.report_format import Section, render_html, render_markdown
 
@@ -49,6 +75,9 @@ MODEL_CODE = ("models.latent_class", "models.sampling")
 NOT_FOR_CITATION = "NOT FOR CITATION: the chosen fit did not pass the convergence gate or is multimodal"
 #: Fewer assessed episodes than this: no latent class model is worth fitting.
 MIN_EPISODES = 50
+#: Episode columns the latent class regression may take as covariates of class membership.
+REGRESSION_COVARIATES: tuple[str, ...] = ("age_group", "gender", "ethnicity")
+OUTCOME_LABELS = {"s47": "section 47 enquiry", "cpp": "child protection plan", "lac": "looked after"}
 
 
 @dataclass(frozen=True)
@@ -58,7 +87,8 @@ class LatentClassRun:
     ``k``: report this K (0: the K chosen by PSIS-LOO).  ``k_max`` 0 with ``k`` set skips
     the K loop.  ``episodes``: fit a seeded random sample of this many assessed episodes
     (0: all), for quick looks at a large extract.  ``workers`` > 1 fans the K loop out
-    over that many processes (``workflows.fanout``).
+    over that many processes (``workflows.fanout``).  ``regression``, ``covariates``,
+    ``distal`` and ``misalignment``: the further analyses (module docstring).
     """
 
     k_min: int = 1
@@ -76,8 +106,19 @@ class LatentClassRun:
     se_multiplier: float = 2.0
     episodes: int = 0
     workers: int = 1
+    regression: bool = False
+    covariates: tuple[str, ...] = REGRESSION_COVARIATES
+    distal: bool = True
+    misalignment: bool = True
 
     def __post_init__(self):
+        if isinstance(self.covariates, str) or not all(isinstance(c, str) for c in self.covariates):
+            raise ValueError(f"covariates {self.covariates!r}: expected a list of names")
+        object.__setattr__(self, "covariates", tuple(self.covariates))
+        unknown = [c for c in self.covariates if c not in REGRESSION_COVARIATES]
+        if unknown or len(set(self.covariates)) < len(self.covariates):
+            raise ValueError(f"covariates {list(self.covariates)}: expected distinct names among "
+                             f"{', '.join(REGRESSION_COVARIATES)}")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
         if self.k < 0 or self.k_min < 1 or self.k_max < 0:
@@ -134,13 +175,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, default=0, help="fit a random sample of this many (0: all)")
     parser.add_argument("--workers", type=int, default=1, help="fit this many K at once, in processes")
     parser.add_argument("--threshold", type=int, default=10, help="suppress counts below this (default 10)")
+    parser.add_argument("--regression", action="store_true",
+                        help="also fit the latent class regression (covariates, LA, distal outcomes) at the chosen K")
+    parser.add_argument("--covariates", nargs="*", default=list(REGRESSION_COVARIATES),
+                        help="covariates of class membership in the regression (default: all three)")
+    parser.add_argument("--no-distal", action="store_true", help="regression without the distal outcomes")
+    parser.add_argument("--no-misalignment", action="store_true", help="skip the neglect misalignment analysis")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         config = LatentClassRun(k_min=args.k_min, k_max=args.k_max, k=args.k, sampler=args.sampler,
                                 draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
-                                n_starts=args.n_starts, episodes=args.episodes, workers=args.workers)
+                                n_starts=args.n_starts, episodes=args.episodes, workers=args.workers,
+                                regression=args.regression, covariates=tuple(args.covariates),
+                                distal=not args.no_distal, misalignment=not args.no_misalignment)
         rule = SuppressionRule(args.threshold)
     except (ValueError, TypeError) as err:
         raise UserError(str(err.args[0])) from None
@@ -169,6 +218,9 @@ class LatentClassAnalysis:
     profiles: xr.Dataset          # profile_table, ``class`` coords = names
     dropped_factors: list[str]
     config: LatentClassRun
+    regression: RegressionFit | None = None          # config.regression: fitted by add_analyses
+    misalignment: MisalignmentFit | None = None      # config.misalignment: fitted by add_analyses
+    skipped: dict[str, str] = field(default_factory=dict)   # part -> why it could not run
 
     @property
     def k(self) -> int:
@@ -177,6 +229,25 @@ class LatentClassAnalysis:
     @property
     def citable(self) -> bool:
         return self.fit.citable
+
+    @property
+    def complete(self) -> bool:
+        """Every analysis the config asks for has been run (or recorded as skipped)."""
+        return all(not wanted or done is not None or part in self.skipped
+                   for part, wanted, done in (("regression", self.config.regression, self.regression),
+                                              ("misalignment", self.config.misalignment, self.misalignment)))
+
+    def regression_summary(self) -> xr.Dataset | None:
+        """Standardised class prevalence by covariate level and LA, class shares and distal
+        probabilities (``distal_prob``: P(outcome | class); ``distal_cond``: P(outcome |
+        parent reached, class)), each ``_mean``/``_lower``/``_upper``; class coords = names."""
+        if self.regression is None:
+            return None
+        post = self.regression.idata.posterior
+        draws = derived_draws(self.regression.idata, self.regression.data)
+        if "distal_cond" in post:
+            draws["distal_cond"] = post["distal_cond"]
+        return summarise(draws, self.config.prob)
 
     def episode_membership(self) -> xr.DataArray:
         """P(class | episode's factors), episode x class, averaged over the posterior.
@@ -257,26 +328,93 @@ def analyse(factors: pd.DataFrame, config: LatentClassRun, *, log=print) -> Late
                                fit=fitted, names=names, profiles=table, dropped_factors=dropped, config=config)
 
 
+def analyse_extract(episodes: pd.DataFrame, factors: pd.DataFrame, config: LatentClassRun, *,
+                    log=print) -> LatentClassAnalysis:
+    """:func:`analyse` on the assessed episodes, then :func:`add_analyses`: everything the
+    report shows, from a typed extract (``load_extract``'s ``episodes`` and ``factors``)."""
+    result = analyse(assessed_factors(episodes, factors), config, log=log)
+    return add_analyses(result, episodes, factors, log=log)
+
+
+def add_analyses(result: LatentClassAnalysis, episodes: pd.DataFrame, factors: pd.DataFrame, *,
+                 log=print) -> LatentClassAnalysis:
+    """The regression and misalignment analyses ``result.config`` asks for and ``result``
+    lacks, from the extract it was fitted to (episodes matched by ``episode_id``)."""
+    config = result.config
+    out = replace(result, skipped=dict(result.skipped))
+    if config.regression and out.regression is None and "regression" not in out.skipped:
+        log(f"  latent class regression at K = {out.k} on {len(out.episode_ids):,} episodes "
+            f"(covariates: {', '.join(config.covariates) or 'none'}; LA"
+            + ("; distal outcomes s47, cpp, lac" if config.distal else "") + ") ...")
+        try:
+            out.regression = fit_regression(out, episodes)
+        except UserError as err:  # the rest of the report stands; the Status section says why
+            out.skipped["regression"] = str(err)
+            log(f"  latent class regression skipped: {err}")
+    if config.misalignment and out.misalignment is None and "misalignment" not in out.skipped:
+        try:
+            counts = misalignment_counts(episodes, factors)
+        except ValueError as err:
+            out.skipped["misalignment"] = str(err.args[0])
+            log(f"  neglect misalignment skipped: {err.args[0]}")
+        else:
+            log(f"  neglect misalignment: {int(counts.table['plans'].sum()):,} assessed neglect plans "
+                f"in {len(counts.table)} LA(s) ...")
+            out.misalignment = fit_misalignment(counts, _misalignment_settings(config))
+    return out
+
+
+def _misalignment_settings(config: LatentClassRun) -> SamplerSettings:
+    """The run's sampler, chains and seed; at least 1,000 draws and tuning steps (seconds here)."""
+    return replace(config.settings(), draws=max(config.draws, 1000), tune=max(config.tune, 1000),
+                   target_accept=0.95)  # small steps: the between-LA SD funnel with few LAs
+
+
+def regression_data(result: LatentClassAnalysis, episodes: pd.DataFrame) -> RegressionData:
+    """The fitted episodes' factors, covariates (missing: level ``unknown``), LA and, with
+    ``config.distal``, outcomes, collapsed to the regression's sufficient statistic."""
+    config = result.config
+    rows = pd.Index(episodes["episode_id"]).get_indexer(result.episode_ids)
+    if (rows < 0).any():
+        raise ValueError("the analysis was fitted to episodes that are not in this extract")
+    ep = episodes.iloc[rows].reset_index(drop=True)
+    factors = pd.DataFrame(result.patterns.expand().astype(bool), columns=list(result.patterns.factors))
+    covariates = pd.DataFrame({c: ep[c].astype(object).where(ep[c].notna(), "unknown").astype(str)
+                               for c in config.covariates}, index=ep.index)
+    outcomes = (pd.DataFrame({o: ep[o].fillna(False).astype(bool) for o in DISTAL_OUTCOMES})
+                if config.distal else pd.DataFrame(index=ep.index))
+    la = ep["la_code"]
+    if la.isna().any():
+        raise UserError(f"la_code: missing on {int(la.isna().sum())} assessed episodes; the latent class "
+                        "regression needs every episode's LA")
+    try:
+        return collapse_regression(factors, covariates, la.astype(str), outcomes)
+    except ValueError as err:
+        raise UserError(f"latent class regression: {err.args[0]}") from None
+
+
+def fit_regression(result: LatentClassAnalysis, episodes: pd.DataFrame) -> RegressionFit:
+    """Latent class regression at ``result.k`` on ``result``'s episodes, its labels aligned to
+    ``result``'s profiles (so its classes carry the same names)."""
+    config = result.config
+    if result.k < 2:
+        raise UserError("the latent class regression needs K >= 2 classes; this analysis has one "
+                        "(set k, or k_min >= 2)")
+    data = regression_data(result, episodes)
+    reference = result.fit.idata.posterior["item_prob"].mean(("chain", "draw")).assign_coords(
+        {"class": result.names})
+    return fit_latent_class_regression(data, result.k, config.settings(), n_starts=config.n_starts,
+                                       em_seed=config.em_seed, reference=reference)
+
+
 # ---------------------------------------------------------------------------------------
 # The report
 # ---------------------------------------------------------------------------------------
 
 def cache_key(extract_path: Path, config: LatentClassRun, rule: SuppressionRule) -> str:
     """Same extract bytes, settings and model code: same key, so no refit."""
-    digest = hashlib.sha256()
-    digest.update(provenance.sha256_file(extract_path).encode())
-    digest.update(json.dumps(asdict(config), sort_keys=True).encode())
-    digest.update(json.dumps(asdict(rule), sort_keys=True).encode())
-    digest.update(provenance.source_fingerprint(*MODEL_CODE, "workflows.latent_class").encode())
-    return digest.hexdigest()
+    return run_key(files=(extract_path,), settings=(config, rule), code=(*MODEL_CODE, "workflows.latent_class"))
 
-
-def _cached(out_dir: Path, key: str) -> bool:
-    try:
-        recorded = json.loads((out_dir / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return recorded.get("cache_key") == key and (out_dir / "report.html").exists()
 
 
 def write_latent_class_report(extract_path: Path, out_dir: Path, config: LatentClassRun, rule: SuppressionRule,
@@ -284,15 +422,16 @@ def write_latent_class_report(extract_path: Path, out_dir: Path, config: LatentC
                               analysis: LatentClassAnalysis | None = None) -> Path:
     """Load, fit, choose, name and report; the folder appears only when complete.
 
-    ``analysis``: an :func:`analyse` of this extract under this ``config`` already in
-    memory (a notebook's), reported without refitting.
+    ``analysis``: an :func:`analyse` (or :func:`analyse_extract`) of this extract under this
+    ``config`` already in memory (a notebook's), reported without refitting; the regression
+    or misalignment the config asks for and it lacks are fitted here.
     """
     from workflows.extract_io import load_extract
     from workflows.reference import load_lsoa_table
 
     out_dir = Path(out_dir)
     key = cache_key(extract_path, config, rule)
-    if _cached(out_dir, key):
+    if is_current(out_dir, key):
         log(f"  unchanged since the last run (same extract, settings and code): reusing {out_dir}")
         return out_dir
     started = time.perf_counter()
@@ -300,9 +439,12 @@ def write_latent_class_report(extract_path: Path, out_dir: Path, config: LatentC
         if analysis.config != config:
             raise ValueError("the analysis given was run under another configuration")
         result = analysis
+        if not result.complete:
+            extract, _ = load_extract(extract_path, load_lsoa_table(), salt=os.urandom(32))
+            result = add_analyses(result, extract.episodes, extract.factors, log=log)
     else:
         extract, _ = load_extract(extract_path, load_lsoa_table(), salt=os.urandom(32))  # ids never needed
-        result = analyse(assessed_factors(extract.episodes, extract.factors), config, log=log)
+        result = analyse_extract(extract.episodes, extract.factors, config, log=log)
     gate = result.fit.gate
     log(f"    K = {result.k}: max R-hat {gate['max_r_hat']:.3f}, min bulk ESS {gate['min_ess_bulk']:.0f}, "
         f"divergences {gate['divergences']}, multimodal {result.fit.alignment.multimodal}"
@@ -313,7 +455,8 @@ def write_latent_class_report(extract_path: Path, out_dir: Path, config: LatentC
         (tmp / "figures").mkdir()
         tables = _tables(result, rule)
         for name, frame in tables.items():
-            _flag(frame, result.citable).to_csv(tmp / "tables" / f"{name}.csv")
+            ok, reason = _table_citable(result, name)
+            flag_uncitable(frame, ok, reason).to_csv(tmp / "tables" / f"{name}.csv")
         _write_posterior(result, tmp / "posterior.nc")
         figures = _figures(result, tmp / "figures")
         heading = title or f"Demand classes (latent class analysis): {extract_path.name}"
@@ -326,7 +469,13 @@ def write_latent_class_report(extract_path: Path, out_dir: Path, config: LatentC
             cache_key=key, suppression={"threshold": rule.threshold, "marker": rule.marker},
             chosen_k=result.k, chosen_by=result.selection.rule if result.selection else "given (--k)",
             convergence={str(result.k): {**gate, "multimodal": result.fit.alignment.multimodal,
-                                         "citable": result.citable}},
+                                         "citable": result.citable},
+                         **({"regression": {**result.regression.gate, "citable": result.regression.citable,
+                                            "multimodal": result.regression.alignment.multimodal}}
+                            if result.regression else {}),
+                         **({"misalignment": {**result.misalignment.gate, "citable": result.misalignment.citable}}
+                            if result.misalignment else {})},
+            skipped=result.skipped,
             timings={str(k): (f.fit.idata.posterior.attrs.get("wall_seconds") if f else
                               result.fit.idata.posterior.attrs.get("wall_seconds")) for k, f in fits.items()},
             seconds=round(time.perf_counter() - started, 1))
@@ -335,12 +484,71 @@ def write_latent_class_report(extract_path: Path, out_dir: Path, config: LatentC
     return out_dir
 
 
-def _flag(table: pd.DataFrame, citable: bool) -> pd.DataFrame:
-    if citable:
-        return table
-    out = table.copy()
-    out["status"] = NOT_FOR_CITATION
-    return out
+#: Tables of the further analyses, and the part whose fit they come from.
+PART_TABLES = {"class_prevalence": "regression", "distal_outcomes": "regression",
+               "neglect_misalignment": "misalignment"}
+REGRESSION_NOT_FOR_CITATION = ("NOT FOR CITATION: the latent class regression did not pass the convergence "
+                               "gate or is multimodal")
+MISALIGNMENT_NOT_FOR_CITATION = "NOT FOR CITATION: the misalignment model did not pass the convergence gate"
+
+
+def _table_citable(result: LatentClassAnalysis, name: str) -> tuple[bool, str]:
+    """Whether a table may be cited, and the mark it carries if not: each part by its own fit."""
+    part = PART_TABLES.get(name)
+    if part == "regression":
+        return result.regression.citable, REGRESSION_NOT_FOR_CITATION
+    if part == "misalignment":
+        return result.misalignment.citable, MISALIGNMENT_NOT_FOR_CITATION
+    return result.citable, NOT_FOR_CITATION
+
+
+def _interval(mean: float, lower: float, upper: float, pct: str) -> str:
+    return f"{mean:.0%} ({pct} CrI {lower:.0%}-{upper:.0%})"
+
+
+def _prevalence_table(result: LatentClassAnalysis, summary: xr.Dataset, rule: SuppressionRule) -> pd.DataFrame:
+    """Standardised class shares by covariate level and by LA (rows: by, level, class), with the
+    fitted episodes at each level; counts under the threshold suppressed, and a second level
+    of the same covariate where one alone would be (each covariate's levels sum to the total)."""
+    data = result.regression.data
+    frames = []
+    for by in (*data.covariates, LA):
+        levels = list(data.las if by == LA else data.levels[by])
+        counts = data.cells.groupby(by)["count"].sum().reindex(levels).astype("int64")
+        shown = suppress_counts(counts.to_frame("episodes"), rule, totals_axis=0)["episodes"]
+        var = f"prevalence_by_{by}"
+        for level in levels:
+            for name in result.names:
+                sel = {by: level, "class": name}
+                frames.append({"by": by, "level": str(level), "class": name, "episodes": shown[level],
+                               "mean": float(summary[f"{var}_mean"].sel(sel)),
+                               "lower": float(summary[f"{var}_lower"].sel(sel)),
+                               "upper": float(summary[f"{var}_upper"].sel(sel))})
+    for name in result.names:
+        frames.append({"by": "all", "level": "all", "class": name, "episodes": f"{data.n_episodes}",
+                       "mean": float(summary["class_weight_mean"].sel({"class": name})),
+                       "lower": float(summary["class_weight_lower"].sel({"class": name})),
+                       "upper": float(summary["class_weight_upper"].sel({"class": name}))})
+    return pd.DataFrame(frames).set_index(["by", "level", "class"]).round(4)
+
+
+def _distal_table(result: LatentClassAnalysis, summary: xr.Dataset) -> pd.DataFrame:
+    """Per class: P(s47), P(CPP | s47), P(CPP) and P(LAC) with intervals."""
+    data = result.regression.data
+    rows = []
+    for name in result.names:
+        for o in data.outcomes:
+            parent = data.parents.get(o)
+            quantities = [("distal_prob", f"P({o})")]
+            if parent is not None:
+                quantities.insert(0, ("distal_cond", f"P({o} given {parent})"))  # no "|": Markdown tables
+            for var, label in quantities:
+                sel = {"class": name, "outcome": o}
+                rows.append({"class": name, "quantity": label,
+                             "mean": float(summary[f"{var}_mean"].sel(sel)),
+                             "lower": float(summary[f"{var}_lower"].sel(sel)),
+                             "upper": float(summary[f"{var}_upper"].sel(sel))})
+    return pd.DataFrame(rows).set_index(["class", "quantity"]).round(4)
 
 
 def _tables(result: LatentClassAnalysis, rule: SuppressionRule) -> dict[str, pd.DataFrame]:
@@ -354,6 +562,13 @@ def _tables(result: LatentClassAnalysis, rule: SuppressionRule) -> dict[str, pd.
     counts = sizes[["expected_episodes", "modal_episodes"]]
     shown = suppress_counts(counts, rule, totals_axis=0)
     out["class_sizes"] = pd.concat([sizes[["share", "share_lower", "share_upper"]].round(4), shown], axis=1)
+    summary = result.regression_summary()
+    if summary is not None:
+        out["class_prevalence"] = _prevalence_table(result, summary, rule)
+        if result.regression.data.outcomes:
+            out["distal_outcomes"] = _distal_table(result, summary)
+    if result.misalignment is not None:
+        out["neglect_misalignment"] = publishable(result.misalignment.summary(result.config.prob), rule)
     return out
 
 
@@ -406,7 +621,7 @@ def _dominant(result: LatentClassAnalysis, n: int = 4) -> pd.DataFrame:
             lo = float(t["item_prob_lower"].sel({"class": name, "factor": factor}))
             hi = float(t["item_prob_upper"].sel({"class": name, "factor": factor}))
             rows.append({"class": name, "factor": plots.factor_label(factor),
-                         "P(factor | class)": f"{m:.2f} ({lo:.2f}-{hi:.2f})"})
+                         "P(factor given class)": f"{m:.2f} ({lo:.2f}-{hi:.2f})"})
     return pd.DataFrame(rows).set_index(["class", "factor"])
 
 
@@ -475,12 +690,134 @@ def _sections(result: LatentClassAnalysis, tables, figures, rule: SuppressionRul
                  + ("" if result.citable else f" [{NOT_FOR_CITATION}]"), _dominant(result)),
                 ("Class sizes" + ("" if result.citable else f" [{NOT_FOR_CITATION}]"), sizes)],
         figures=[figures["profiles"], figures["sizes"]]))
+    sections += _part_sections(result, tables, rule)
+    for part, why in result.skipped.items():
+        status.append(f"The {part} analysis was asked for but not run: {why}.")
+    for part, fitted in (("latent class regression", result.regression), ("neglect misalignment model",
+                                                                          result.misalignment)):
+        if fitted is None:
+            continue
+        if fitted.citable:
+            status.append(f"The {part} passed its own convergence gate.")
+        else:
+            status.append(f"NOT FOR CITATION: the {part} did not pass its convergence gate"
+                          + (" or its chains disagree" if getattr(fitted, "alignment", None) is not None else "")
+                          + " (its tables are marked); rerun with more draws before citing it.")
+        row = {**fitted.gate, **(fitted.alignment.summary() if getattr(fitted, "alignment", None) else {})}
+        conv = pd.concat([conv, pd.DataFrame([row], index=[part])])
+    headline += _part_headlines(result, tables)
     sections.append(Section("Convergence", [
         "Diagnostics on the aligned posterior (R-hat on raw labels measures label switching, not "
         "convergence). max_chain_distance: the largest difference between a chain's mean profile and the "
         f"pooled mean (multimodal above {fit.alignment.tolerance:g}); max_switched_share: draws relabelled "
-        "within a chain."], tables=[("Convergence and label alignment", conv.round(3))]))
+        "within a chain. One row per fitted model: each is gated on its own."],
+        tables=[("Convergence and label alignment", conv.round(3))]))
     return sections
 
 
-__all__ = ["LatentClassRun", "LatentClassAnalysis", "analyse", "assessed_factors", "write_latent_class_report"]
+def _mark(title: str, ok: bool, reason: str) -> str:
+    return title if ok else f"{title} [{reason}]"
+
+
+def _part_headlines(result: LatentClassAnalysis, tables) -> list[str]:
+    """Plain-language sentences, each with its interval, on the regression and misalignment."""
+    pct = f"{result.config.prob:.0%}"
+    out = []
+    summary = result.regression_summary()
+    if summary is not None:
+        data = result.regression.data
+        flag = "" if result.regression.citable else f" [{REGRESSION_NOT_FOR_CITATION}]"
+        if data.outcomes:
+            for name in result.names:
+                parts = []
+                for o in data.outcomes:
+                    sel = {"class": name, "outcome": o}
+                    stats = (float(summary[f"distal_prob_{s}"].sel(sel)) for s in ("mean", "lower", "upper"))
+                    parts.append(f"{OUTCOME_LABELS.get(o, o)} {_interval(*stats, pct)}")
+                out.append(f"Episodes in the {name} class: " + "; ".join(parts)
+                           + f" (probabilities given the class){flag}.")
+        for by in (*data.covariates, LA):  # per covariate, the class it changes most
+            var = f"prevalence_by_{by}"
+            mean = summary[f"{var}_mean"].transpose(by, "class")
+            if mean.sizes[by] < 2:
+                continue
+            values = mean.to_numpy()
+            k = int(np.argmax(values.max(axis=0) - values.min(axis=0)))
+            levels = mean[by].to_numpy()
+            lo, hi = levels[int(values[:, k].argmin())], levels[int(values[:, k].argmax())]
+            name = str(mean["class"].to_numpy()[k])
+
+            def stat(level, var=var, name=name, by=by):
+                return _interval(*(float(summary[f"{var}_{s}"].sel({"class": name, by: level}))
+                                   for s in ("mean", "lower", "upper")), pct)
+
+            what = "LA" if by == LA else by.replace("_", " ")
+            out.append(f"{what[0].upper() + what[1:]} changes the share of the {name} class most: "
+                       f"{stat(lo)} for {lo} against {stat(hi)} for {hi} (standardised shares){flag}.")
+    if result.misalignment is not None:
+        t = result.misalignment.summary(result.config.prob)
+        las = t.drop(index="all")
+        flag = "" if result.misalignment.citable else f" [{MISALIGNMENT_NOT_FOR_CITATION}]"
+        out.append(f"In {_interval(t.loc['all', 'mean'], t.loc['all', 'lower'], t.loc['all', 'upper'], pct)} "
+                   "of neglect child protection plans, neglect had not been recorded at the assessment"
+                   + (f"; by LA from {las['mean'].min():.0%} to {las['mean'].max():.0%} (model estimates, "
+                      "intervals in the table)" if len(las) > 1 else "") + f"{flag}.")
+    return out
+
+
+def _part_sections(result: LatentClassAnalysis, tables, rule: SuppressionRule) -> list[Section]:
+    pct = f"{result.config.prob:.0%}"
+    sections = []
+    if result.regression is not None:
+        data, ok = result.regression.data, result.regression.citable
+        covs = ", ".join(data.covariates) or "no covariates"
+        refs = "; ".join(f"{c}: {r}" for c, r in data.references.items())
+        paragraphs = [
+            f"One model fitted to the same {data.n_episodes:,} episodes at K = {result.k}: class membership is a "
+            f"multinomial logit on {covs} and an LA effect (partially pooled), the class profiles are "
+            "re-estimated alongside"
+            + (", and the outcomes that followed (section 47 enquiry; child protection plan, modelled given an "
+               "enquiry; looked after) depend on the class. Estimating them in the same model carries the "
+               "uncertainty of class membership into every outcome probability (assigning episodes to their "
+               "most likely class first would understate it and shrink class differences)" if data.outcomes
+               else "") + ".",
+            "Standardised shares: the class shares if every episode had that level (or LA), all else as "
+            "observed, so differences between levels reflect the model's effects, not case mix. Classes keep "
+            "the names of the latent class fit (its profiles are the alignment reference). Reference levels "
+            f"(coding only; the shares do not depend on them): {refs or 'none'}.",
+            f"Intervals are {pct} equal-tailed credible intervals. Episode counts per level under "
+            f"{rule.threshold} are shown as '{rule.marker}' (with a second level where one alone would be "
+            "recoverable from the total); the model estimates beside them are kept. Per-episode class "
+            "probabilities are never written.",
+        ]
+        shown = tables["class_prevalence"]
+        shown = shown[shown.index.get_level_values("by") != LA]
+        la_shown = tables["class_prevalence"].xs(LA, level="by", drop_level=False)
+        tabs = [(_mark(f"Standardised class shares by covariate ({pct} CrI)", ok, REGRESSION_NOT_FOR_CITATION),
+                 shown), (_mark(f"Standardised class shares by LA ({pct} CrI)", ok, REGRESSION_NOT_FOR_CITATION),
+                          la_shown)]
+        if "distal_outcomes" in tables:
+            tabs.append((_mark(f"Outcomes by class ({pct} CrI)", ok, REGRESSION_NOT_FOR_CITATION),
+                         tables["distal_outcomes"]))
+        sections.append(Section("Who is in which class, and what follows (latent class regression)",
+                                paragraphs, tables=tabs))
+    if result.misalignment is not None:
+        m = result.misalignment
+        sections.append(Section("Neglect misalignment", [
+            "The share of child protection plans under the category of neglect (category "
+            f"{', '.join(m.counts.categories)}) whose assessment recorded none of the neglect factors "
+            f"({', '.join(m.counts.neglect_factors)}), by LA and pooled, from a hierarchical binomial model "
+            "(LA shares partially pooled towards a typical LA: small LAs are shrunk, with wide intervals). "
+            "Hood et al. (2020) found about a quarter.",
+            f"Every episode of the extract is counted, not only those the latent class model was fitted to; "
+            f"{m.counts.unassessed:,} neglect plan(s) without an assessment were left out. Counts under "
+            f"{rule.threshold} (plans, not recorded or recorded) and the observed shares derived from them are "
+            f"shown as '{rule.marker}', and a second LA where one alone would be recoverable from the total; "
+            f"model estimates are kept. Intervals are {pct} equal-tailed credible intervals."],
+            tables=[(_mark(f"Neglect plans whose assessment did not record neglect ({pct} CrI)", m.citable,
+                           MISALIGNMENT_NOT_FOR_CITATION), tables["neglect_misalignment"])]))
+    return sections
+
+
+__all__ = ["LatentClassRun", "LatentClassAnalysis", "analyse", "analyse_extract", "add_analyses", "assessed_factors",
+           "fit_regression", "regression_data", "write_latent_class_report"]

@@ -2,6 +2,12 @@
 
 Diagnostics are computed on the aligned posterior: R-hat on raw labels measures label
 switching, not convergence.
+
+nutpie also stores the sampler's unconstrained copies of the parameters (names ending in
+``__``: ``class_weight_simplex__``, ``item_prob_logodds__``).  Alignment permutes only
+variables with a ``class`` dim, and a simplex transform has K - 1 coordinates, so those
+copies would silently keep the raw labels: they are dropped (:func:`drop_unconstrained`)
+before alignment and diagnostics.
 """
 
 from __future__ import annotations
@@ -20,6 +26,23 @@ from models.latent_class.patterns import Patterns, collapse
 from models.sampling import ConvergenceGate, SamplerSettings, convergence_table, fit
 
 VAR_NAMES = ["class_weight", "item_prob"]
+
+
+def drop_unconstrained(idata: az.InferenceData) -> az.InferenceData:
+    """``idata`` without the posterior's transformed-space variables (names ending in ``__``)
+    and the dims only they used; a copy, or ``idata`` itself when there are none."""
+    post = idata.posterior
+    hidden = [name for name in post.data_vars if str(name).endswith("__")]
+    if not hidden:
+        return idata
+    kept = post.drop_vars(hidden)
+    used = {d for var in kept.data_vars.values() for d in var.dims}
+    unused = [d for d in kept.dims if d not in used]
+    if unused:
+        kept = kept.drop_dims(unused)
+    out = idata.copy()
+    out.posterior = kept
+    return out
 
 
 @dataclass
@@ -49,7 +72,7 @@ def fit_latent_class(data: pd.DataFrame | np.ndarray | Patterns, n_classes: int,
     patterns = data if isinstance(data, Patterns) else collapse(data)
     em = fit_em(patterns, n_classes, n_starts=n_starts, seed=em_seed,
                 alpha=priors.weight_concentration, a=priors.item_a, b=priors.item_b)
-    raw = fit(build_model(patterns, n_classes, priors, initial=em), settings)
+    raw = drop_unconstrained(fit(build_model(patterns, n_classes, priors, initial=em), settings))
     if n_classes > 1:
         alignment = align_labels(raw, reference, level=level, tolerance=tolerance)
     else:

@@ -45,6 +45,7 @@ from pytensor.tensor.special import log_softmax
 from scipy.special import softmax
 
 from models.latent_class.em import EMResult, fit_em, posterior_membership
+from models.latent_class.fit import drop_unconstrained
 from models.latent_class.labels import Alignment, align_labels
 from models.latent_class.model import INIT_CLIP, class_labels, pattern_class_loglik
 from models.latent_class.patterns import Patterns, collapse
@@ -144,7 +145,7 @@ def collapse_regression(factors: pd.DataFrame, covariates: pd.DataFrame, la, out
     ``factors``: episode x factor booleans; ``covariates``: episode x covariate labels
     (e.g. ``age_group``, ``gender``, ``ethnicity``); ``la``: LA code per episode;
     ``outcomes``: episode x outcome booleans (columns in model order, default parents
-    :data:`DISTAL_PARENT`).  ``references``: the reference level per covariate (default
+    :data:`DISTAL_PARENT`; no columns: a regression without distal outcomes).  ``references``: the reference level per covariate (default
     the most common level, ties by level order).
     """
     patterns = collapse(factors)
@@ -239,9 +240,10 @@ def _initial_values(data: RegressionData, em: EMResult, a: float, b: float) -> d
     trials = resp.T @ risk
     distal = (events + a) / (trials + a + b)
     logw = np.log(w)
-    return {"item_prob": np.clip(em.profiles, INIT_CLIP, 1 - INIT_CLIP),
-            "intercept": logw - logw.mean(),
-            "distal_cond": np.clip(distal, INIT_CLIP, 1 - INIT_CLIP)}
+    init = {"item_prob": np.clip(em.profiles, INIT_CLIP, 1 - INIT_CLIP), "intercept": logw - logw.mean()}
+    if data.outcomes:
+        init["distal_cond"] = np.clip(distal, INIT_CLIP, 1 - INIT_CLIP)
+    return init
 
 
 def build_regression_model(data: RegressionData, n_classes: int,
@@ -268,8 +270,10 @@ def build_regression_model(data: RegressionData, n_classes: int,
         count = pm.Data("row_count", data.row_count.astype("float64"), dims="row")
         item = pm.Beta("item_prob", alpha=priors.item_a, beta=priors.item_b, dims=("class", "factor"),
                        initval=init.get("item_prob"))
-        distal_cond = pm.Beta("distal_cond", alpha=priors.distal_a, beta=priors.distal_b,
-                              dims=("class", "outcome"), initval=init.get("distal_cond"))
+        has_outcomes = len(data.outcomes) > 0
+        if has_outcomes:
+            distal_cond = pm.Beta("distal_cond", alpha=priors.distal_a, beta=priors.distal_b,
+                                  dims=("class", "outcome"), initval=init.get("distal_cond"))
         intercept = pm.ZeroSumNormal("intercept", sigma=priors.intercept_sd, dims="class",
                                      initval=init.get("intercept"))
         eta = intercept[None, :]
@@ -289,14 +293,17 @@ def build_regression_model(data: RegressionData, n_classes: int,
                                      dims=(LA, "class"))
         eta = eta + la_effect[data.cell_la]
         log_prior_class = log_softmax(eta, axis=1)                       # cell x class
-        parent_prob = [None if data.parents[o] is None else distal_cond[:, data.outcomes.index(data.parents[o])]
-                       for o in data.outcomes]
-        distal = pt.stack([distal_cond[:, j] if p is None else distal_cond[:, j] * p
-                           for j, p in enumerate(parent_prob)], axis=1)
-        pm.Deterministic("distal_prob", distal, dims=("class", "outcome"))
-        yo = data.outcome_matrix.astype("float64")
-        log_outcome = (pt.dot(yo * risk, pt.log(distal_cond).T)
-                       + pt.dot((1.0 - yo) * risk, pt.log1p(-distal_cond).T))  # combination x class
+        if has_outcomes:
+            parent_prob = [None if data.parents[o] is None
+                           else distal_cond[:, data.outcomes.index(data.parents[o])] for o in data.outcomes]
+            distal = pt.stack([distal_cond[:, j] if p is None else distal_cond[:, j] * p
+                               for j, p in enumerate(parent_prob)], axis=1)
+            pm.Deterministic("distal_prob", distal, dims=("class", "outcome"))
+            yo = data.outcome_matrix.astype("float64")
+            log_outcome = (pt.dot(yo * risk, pt.log(distal_cond).T)
+                           + pt.dot((1.0 - yo) * risk, pt.log1p(-distal_cond).T))  # combination x class
+        else:  # no distal outcomes: latent class regression on covariates and LA only
+            log_outcome = pt.zeros((data.outcome_matrix.shape[0], n_classes))
         log_pattern = pattern_class_loglik(y, item)                         # pattern x class
         joint = (log_prior_class[data.row_cell] + log_pattern[data.row_pattern]
                  + log_outcome[data.row_outcome])
@@ -308,7 +315,7 @@ def build_regression_model(data: RegressionData, n_classes: int,
 
 def parameter_names(data: RegressionData) -> list[str]:
     """The quantities whose diagnostics a citable result needs (reference zeros drop out)."""
-    return (["class_weight", "item_prob", "distal_prob", "intercept"]
+    return (["class_weight", "item_prob"] + (["distal_prob"] if data.outcomes else []) + ["intercept"]
             + [f"effect_{cov}" for cov in data.covariates] + ["la_sd", "la_effect"])
 
 
@@ -341,7 +348,8 @@ def fit_latent_class_regression(data: RegressionData, n_classes: int,
     labels on the item profiles and permute every class-indexed quantity (effects, LA
     effects, distal probabilities) with them; diagnostics on the aligned posterior."""
     em = fit_em(data.patterns, n_classes, n_starts=n_starts, seed=em_seed, a=priors.item_a, b=priors.item_b)
-    raw = fit(build_regression_model(data, n_classes, priors, initial=em), settings)
+    # nutpie's unconstrained copies (``*__``) would keep the raw labels through alignment
+    raw = drop_unconstrained(fit(build_regression_model(data, n_classes, priors, initial=em), settings))
     alignment = align_labels(raw, reference, level=level, tolerance=tolerance)
     alignment.idata.posterior.attrs.update(
         references=repr(data.references), priors=repr(priors.describe()),
@@ -390,7 +398,8 @@ def derived_draws(idata: az.InferenceData, data: RegressionData) -> xr.Dataset:
         v.reshape(*shape, *v.shape[1:]), dims=("chain", "draw", name, "class"),
         coords={name: list(levels[name]), "class": classes}) for name, v in values.items()}
     for name in ("distal_prob", "class_weight"):
-        out[name] = post[name]
+        if name in post:  # no distal_prob when the model has no outcomes
+            out[name] = post[name]
     return xr.Dataset(out, coords={"chain": post["chain"], "draw": post["draw"]})
 
 
