@@ -26,6 +26,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "compare": ("workflows.compare", "compare model variants by PSIS-LOO with Pareto-k diagnostics"),
     "sbc": ("workflows.sbc", "simulation-based calibration of the gradient model (rank ECDFs)"),
     "latent-class": ("workflows.latent_class", "demand classes: choose K by PSIS-LOO, named profiles with intervals"),
+    "joint": ("workflows.joint", "demand classes x social gradients in one model (class gradients, steepest class)"),
     "system": ("workflows.system", "fit the system-conditions models to the LA x year panel and report them"),
     "demo": ("workflows.demo", "the main job: simulate six-la and report on it"),
 }

@@ -178,14 +178,14 @@ def build_gradient_model(cells: pd.DataFrame, spec: GradientSpec, priors: PriorS
             # Hierarchical centring where the data are strong: the LA level is centred on
             # its regression mean (intercept + between effect), LSOAs on their LA's level.
             sd_la = priors.la_sd("la_sd", dims="stage")
-            la_level = _group_level(model, "la_level", "la", la_mean, sd_la, plan["la"], stages)
+            la_level = group_level(model, "la_level", "la", la_mean, sd_la, plan["la"], stages)
         if spec.la_effects:
             pm.Deterministic("la_effect", la_level - la_mean, dims=("la", "stage"))
 
         # The reference-level gradient of each LA (within effect + the LA's own deviation).
         if spec.la_slopes:
             sd_slope = priors.la_slope_sd("la_slope_sd", dims="stage")
-            slope_la = _group_level(model, "la_gradient", "la", beta_w[None, :], sd_slope,
+            slope_la = group_level(model, "la_gradient", "la", beta_w[None, :], sd_slope,
                                     plan["la_slope"], stages)
             pm.Deterministic("la_slope", slope_la - beta_w[None, :], dims=("la", "stage"))
         else:
@@ -202,7 +202,7 @@ def build_gradient_model(cells: pd.DataFrame, spec: GradientSpec, priors: PriorS
             la_of_lsoa = _index(lsoa_geo["la_code"], coords["la"])
             within_lsoa = lsoa_geo["dep_within"].to_numpy(float)[:, None]
             sd_lsoa = priors.lsoa_sd("lsoa_sd", dims="stage")
-            level = _group_level(model, "lsoa_level", "lsoa",
+            level = group_level(model, "lsoa_level", "lsoa",
                                  la_level[la_of_lsoa] + slope_la[la_of_lsoa] * within_lsoa,
                                  sd_lsoa, plan["lsoa"], stages)
             eta = _take(level, lsoa_idx, s_idx, n_stage)
@@ -307,7 +307,7 @@ def centring_plan(cells: pd.DataFrame, spec: GradientSpec, stages: list[str]) ->
     return plan
 
 
-def _group_level(model: pm.Model, name: str, group_dim: str, mean, sd, centred: np.ndarray,
+def group_level(model: pm.Model, name: str, group_dim: str, mean, sd, centred: np.ndarray,
                  stages: list[str]):
     """Group x stage values ~ Normal(mean, sd[stage]), centred at the stages flagged in
     ``centred`` and non-centred at the others, stitched back in stage order."""
@@ -327,3 +327,6 @@ def _group_level(model: pm.Model, name: str, group_dim: str, mean, sd, centred: 
         z = pm.Normal(f"{name}_z", 0.0, 1.0, dims=(group_dim, dim))
         out = pt.set_subtensor(out[:, n_idx], mean[:, n_idx] + z * sd[n_idx])
     return out
+
+
+_group_level = group_level  # the former private name, kept for code written against it

@@ -38,7 +38,7 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
-from models.gradient.model import _group_level
+from models.gradient.model import group_level
 from models.joint.data import JointData
 from models.latent_class.em import EMResult, posterior_membership
 from models.latent_class.model import INIT_CLIP, LatentClassPriors, class_labels, pattern_class_loglik
@@ -254,7 +254,7 @@ def build_joint_model(data: JointData, spec: JointSpec, priors: PriorSet,
                               "la_slope" in spec.levels_centred)
             extra = extra + _rows(la_slope, cell_la_np, n_stage) * within[:, None]
         if spec.lsoa_effects:
-            lsoa_eff = _group_level(model, "lsoa_effect", "lsoa", pt.zeros((len(coords["lsoa"]), n_stage)),
+            lsoa_eff = group_level(model, "lsoa_effect", "lsoa", pt.zeros((len(coords["lsoa"]), n_stage)),
                                     priors.lsoa_sd("lsoa_sd", dims="stage"), lsoa_centring(data, spec),
                                     list(data.stages))
             pm.Deterministic("lsoa_effect", lsoa_eff, dims=("lsoa", "stage"))
