@@ -105,7 +105,7 @@ def test_new_sections_check_their_keys_and_types(tmp_path):
     assert "sensitivity.draws" in msg and "int" in msg
 
 
-@pytest.mark.parametrize("name", ["six-la", "sensitivity", "compare", "sbc"])
+@pytest.mark.parametrize("name", ["six-la", "sensitivity", "compare", "sbc", "demo", "system", "own-extract"])
 def test_shipped_run_configs_load_and_check(name):
     from workflows.fit import CHECKS, SECTIONS
     from workflows.sbc import SBCRun
@@ -127,3 +127,41 @@ def test_sbc_section_values_are_checked():
         SBCRun.from_config({"preset": "huge"}, "x.toml")
     with pytest.raises(UserError, match=r"n_ranks 500: expected 1..chains x draws \(200\)"):
         SBCRun.from_config({"n_ranks": 500, "draws": 100, "chains": 2}, "x.toml")
+
+
+def test_data_names_a_preset_or_an_own_extract_never_both_nor_neither(tmp_path):
+    config = load_config(_write(tmp_path, '[data]\nextract = "~/la/extract.csv"\n[gradient]\n'))
+    assert config["data"] == {"extract": "~/la/extract.csv"}  # as written; `fit` resolves it
+    msg = _error(_write(tmp_path, '[data]\nextract = 3\n', "a.toml"))
+    assert "a.toml" in msg and "data.extract" in msg and "str" in msg
+    msg = _error(_write(tmp_path, '[data]\npreset = "tiny"\nseed = 1\nextract = "x.csv"\n', "b.toml"))
+    assert "b.toml" in msg and "data.extract" in msg and "data.preset" in msg
+    msg = _error(_write(tmp_path, '[data]\nseed = 1\n[gradient]\n', "c.toml"))
+    assert "c.toml" in msg and "missing" in msg and "data.preset" in msg and "data.extract" in msg
+    msg = _error(_write(tmp_path, '[gradient]\ndraws = 10\n', "d.toml"))
+    assert "d.toml" in msg and "data.preset" in msg and "data.extract" in msg
+    msg = _error(_write(tmp_path, '[data]\nextract = " "\n', "e.toml"))
+    assert "data.extract" in msg
+
+
+def test_a_system_only_config_needs_no_data_section(tmp_path):
+    from workflows.fit import CHECKS
+
+    config = load_config(_write(tmp_path, '[system]\nmodels = ["trends"]\nmax_las = 5\n'))
+    assert config["data"] == {} and config["_sections"] == ("system",)
+    CHECKS["system"](config)
+    msg = _error(_write(tmp_path, '[system]\n[latent_class]\nk = 2\nk_max = 0\n', "b.toml"))
+    assert "data.preset" in msg and "data.extract" in msg  # latent_class reads the extract
+
+
+def test_new_fit_sections_check_their_values(tmp_path):
+    from workflows.fit import CHECKS
+
+    config = load_config(_write(tmp_path, GOOD + '[latent_class]\nsampler = "stan"\n'))
+    with pytest.raises(UserError, match=r"run.toml: \[latent_class\] sampler 'stan': choose one of"):
+        CHECKS["latent_class"](config)
+    msg = _error(_write(tmp_path, GOOD + "[latent_class]\nregression = 1\n", "b.toml"))
+    assert "latent_class.regression" in msg and "bool" in msg
+    config = load_config(_write(tmp_path, GOOD + '[system]\nprob = 0.2\n', "c.toml"))
+    with pytest.raises(UserError, match=r"c.toml: \[system\] prob 0.2: expected a credible level"):
+        CHECKS["system"](config)

@@ -1,6 +1,9 @@
 """``fit``, ``report`` and ``compare`` on one small run (the resumed run of
 test_interruption, shared): what a run folder holds, the convergence gate's marking, a
-report rewritten from stored draws alone, and PSIS-LOO with its Pareto-k warning."""
+report rewritten from stored draws alone, and PSIS-LOO with its Pareto-k warning.  Then
+``fit`` on an LA's own extract (``[data] extract``) with a ``[latent_class]`` section: its
+convergence in the run summary, the extract never copied nor its folder recorded, cache
+keys on its sha256, and the config errors of the new keys."""
 
 from __future__ import annotations
 
@@ -11,10 +14,12 @@ import pandas as pd
 import pytest
 
 from _fit_runs import interrupted_run
+from models.suppression import SuppressionRule
+from workflows import provenance
 from workflows.compare import CompareRun, load_fit, loo_tables
 from workflows.config import load_config
 from workflows.errors import UserError
-from workflows.fit import convergence_summary, fit_run, _summary_markdown
+from workflows.fit import convergence_summary, extract_path, fit_run, section_key, _summary_markdown
 from workflows.report import NOT_FOR_CITATION, write_run_report
 
 
@@ -113,3 +118,150 @@ def test_config_errors_name_the_section_and_key(tmp_path):
     path.write_text('[data]\npreset = "tiny"\nseed = 1\n[sensitivity]\nprior_sets = ["default", "flat"]\n')
     with pytest.raises(UserError, match=r"sensitivity.prior_sets = \['default', 'flat'\]: expected prior set names"):
         fit_run(load_config(path), tmp_path / "out2", log=lambda m: None)
+
+
+# --- an LA's own extract, and the latent class section, through `fit` ----------------------------
+
+OWN_CONFIG = """
+[data]
+extract = "extract.csv"   # beside this config, where the analyst keeps it
+
+[latent_class]
+k = 2
+k_max = 0
+chains = 2
+draws = 100
+tune = 150
+seed = 3
+n_starts = 3
+episodes = 600
+misalignment = false
+"""
+
+
+@pytest.fixture(scope="module")
+def own_run(tmp_path_factory):
+    """The tiny preset's extract as if it were an LA's own, in a folder whose name must never
+    reach the run folder; ``fit`` run as from the command line (argv names the config)."""
+    from workflows.simulate import write_simulation
+
+    root = tmp_path_factory.mktemp("own-extract")
+    secret = root / "la-secret-folder"
+    write_simulation(secret, "tiny", seed=4)
+    config_path = secret / "own.toml"
+    config_path.write_text(OWN_CONFIG)
+    out = tmp_path_factory.mktemp("results") / "own"
+    messages = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("sys.argv", ["workflows", "fit", "--config", str(config_path), "--out", str(out)])
+        fit_run(load_config(config_path), out, n_workers=1, progress=False, log=messages.append)
+    return {"root": root, "secret": secret, "config": config_path, "out": out, "messages": messages}
+
+
+def test_latent_class_section_convergence_reaches_the_run_summary_and_report(own_run):
+    out = own_run["out"]
+    for name in ("latent_class/report.html", "latent_class/posterior.nc", "latent_class/tables/class_sizes.csv",
+                 "summary.csv", "report.md", "report.html"):
+        assert (out / name).is_file(), name
+    gate = json.loads((out / "latent_class" / "manifest.json").read_text())["convergence"]["2"]
+    summary = pd.read_csv(out / "summary.csv", index_col=[0, 1])
+    assert list(summary.index) == [("latent_class", "K=2")]
+    row = summary.loc[("latent_class", "K=2")]
+    assert row["max_r_hat"] == pytest.approx(gate["max_r_hat"]) and row["divergences"] == gate["divergences"]
+    assert row["min_ess_bulk"] == pytest.approx(gate["min_ess_bulk"])
+    assert bool(row["passed"]) == (gate["passed"] and not gate["multimodal"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["sections"]["latent_class"]["convergence"]["2"] == gate
+    # The two classes found in the tiny preset's factors: shares that sum to one, both real classes.
+    sizes = pd.read_csv(out / "latent_class" / "tables" / "class_sizes.csv", index_col=0)
+    assert len(sizes) == 2 and sizes["share"].sum() == pytest.approx(1, abs=0.01) and sizes["share"].min() > 0.05
+    report = (out / "report.md").read_text()
+    assert "## Demand classes" in report and "K = 2 classes" in report and "latent_class/report.html" in report
+    assert "the LA's own extract extract.csv" in report
+    if not row["passed"]:
+        assert "NOT FOR CITATION" in report.split("## Demand classes")[0] and "latent_class: K=2" in report
+
+
+def test_own_extract_is_validated_in_place_never_copied_nor_its_folder_recorded(own_run):
+    out, secret = own_run["out"], own_run["secret"]
+    extract = secret / "extract.csv"
+    sha = provenance.sha256_file(extract)
+    assert any("using your extract extract.csv (validated" in m for m in own_run["messages"])
+    assert not (out / "data").exists()
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert files and not any(provenance.sha256_file(p) == sha for p in files)  # no copy, whatever its name
+    for path in files:
+        if path.suffix in (".json", ".md", ".html", ".csv", ".txt"):
+            text = path.read_text(errors="replace")
+            assert secret.name not in text and str(own_run["root"]) not in text, path  # nor the config's folder
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["data"] == {"extract": "extract.csv", "sha256": sha}
+    assert manifest["config"]["data"] == {"extract": "extract.csv"} and manifest["seed"] is None
+    assert "own.toml" in manifest["argv"]
+    section = json.loads((out / "latent_class" / "manifest.json").read_text())
+    assert section["inputs"]["extract"] == {"path": "extract.csv", "sha256": sha}
+
+
+def test_own_extract_cache_key_is_its_sha256_not_its_path(own_run, tmp_path):
+    """Moved elsewhere (same bytes, another folder, given as ~-free absolute path): reused; the
+    key is the one the extract's sha256 gives."""
+    out = own_run["out"]
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    (moved / "renamed.csv").write_bytes((own_run["secret"] / "extract.csv").read_bytes())
+    path = moved / "run.toml"
+    path.write_text(OWN_CONFIG.replace('"extract.csv"', f'"{moved / "renamed.csv"}"'))
+    config = load_config(path)
+    stamp = (out / "latent_class" / "posterior.nc").stat().st_mtime_ns
+    messages = []
+    fit_run(config, out, n_workers=1, progress=False, log=messages.append)
+    assert any("latent_class: unchanged since the last run" in m for m in messages)
+    assert (out / "latent_class" / "posterior.nc").stat().st_mtime_ns == stamp
+    manifest = json.loads((out / "manifest.json").read_text())
+    sha = provenance.sha256_file(moved / "renamed.csv")
+    rule = SuppressionRule(10, "c")
+    assert manifest["sections"]["latent_class"]["key"] == section_key("latent_class", config["latent_class"], sha, rule)
+    assert manifest["data"]["extract"] == "renamed.csv" and str(moved) not in (out / "manifest.json").read_text()
+
+
+def test_extract_path_is_relative_to_the_config_and_expands_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    base = {"_path": str(tmp_path / "cfg" / "run.toml")}
+    assert extract_path({**base, "data": {"extract": "sub/x.csv"}}) == tmp_path / "cfg" / "sub" / "x.csv"
+    assert extract_path({**base, "data": {"extract": "~/x.csv"}}) == tmp_path / "home" / "x.csv"
+    assert extract_path({**base, "data": {"extract": str(tmp_path / "abs.csv")}}) == tmp_path / "abs.csv"
+
+
+def test_own_extract_errors_name_file_keys_and_path(tmp_path):
+    path = tmp_path / "both.toml"
+    path.write_text('[data]\npreset = "tiny"\nseed = 1\nextract = "x.csv"\n[latent_class]\nk = 2\nk_max = 0\n')
+    with pytest.raises(UserError, match=r"both.toml: data.extract and data.preset, data.seed given together"):
+        load_config(path)
+    path.write_text('[data]\nseed = 1\nextract = "x.csv"\n[latent_class]\nk = 2\nk_max = 0\n')
+    with pytest.raises(UserError, match=r"data.extract and data.seed given together"):
+        load_config(path)
+    path = tmp_path / "absent.toml"
+    path.write_text('[data]\nextract = "nowhere/absent.csv"\n[latent_class]\nk = 2\nk_max = 0\n')
+    with pytest.raises(UserError) as info:
+        fit_run(load_config(path), tmp_path / "out", log=lambda m: None)
+    assert str(tmp_path / "nowhere" / "absent.csv") in str(info.value) and "data.extract" in str(info.value)
+    assert "file not found" in str(info.value) and not (tmp_path / "out").exists()
+    # An extract that fails validation: every problem reported, nothing fitted or written.
+    (tmp_path / "bad.csv").write_text("child_id,episode_id\nA1,E1\n")
+    path.write_text('[data]\nextract = "bad.csv"\n[latent_class]\nk = 2\nk_max = 0\n')
+    with pytest.raises(UserError) as info:
+        fit_run(load_config(path), tmp_path / "out", log=lambda m: None)
+    assert info.value.exit_code == 2 and "bad.csv does not pass validation" in str(info.value)
+    assert "required column is missing" in str(info.value) and not (tmp_path / "out").exists()
+
+
+def test_new_section_settings_are_checked_before_any_data_or_fit(tmp_path):
+    path = tmp_path / "lc.toml"
+    path.write_text('[data]\nextract = "absent.csv"\n[latent_class]\nk_min = 3\nk_max = 2\n')
+    with pytest.raises(UserError, match=r"lc.toml: \[latent_class\] k_max 2 is below k_min 3"):
+        fit_run(load_config(path), tmp_path / "out", log=lambda m: None)  # before the missing file
+    path = tmp_path / "sys.toml"
+    path.write_text('[system]\nmodels = ["trends", "nope"]\n')
+    with pytest.raises(UserError, match=r"sys.toml: \[system\] models \['trends', 'nope'\]: choose from trends"):
+        fit_run(load_config(path), tmp_path / "out", log=lambda m: None)
+    assert not (tmp_path / "out").exists()

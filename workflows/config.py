@@ -14,7 +14,8 @@ from workflows.errors import UserError
 
 #: section -> key -> (type, required)
 SCHEMA: dict[str, dict[str, tuple[type, bool]]] = {
-    "data": {"preset": (str, True), "seed": (int, True)},
+    # a simulator run (preset + seed) or an LA's own extract (a path): see _check_data
+    "data": {"preset": (str, False), "seed": (int, False), "extract": (str, False)},
     "report": {"suppression_threshold": (int, False), "suppression_marker": (str, False)},
     "gradient": {"prior": (str, False), "sampler": (str, False), "draws": (int, False), "tune": (int, False),
                  "chains": (int, False), "seed": (int, False), "scales": (list, False), "prob": (float, False),
@@ -35,9 +36,40 @@ SCHEMA: dict[str, dict[str, tuple[type, bool]]] = {
                      "draws": (int, False), "tune": (int, False), "chains": (int, False), "seed": (int, False),
                      "n_starts": (int, False), "em_seed": (int, False), "prob": (float, False),
                      "min_share": (float, False), "se_multiplier": (float, False), "episodes": (int, False),
-                     "workers": (int, False)},
+                     "workers": (int, False), "regression": (bool, False), "covariates": (list, False),
+                     "distal": (bool, False), "misalignment": (bool, False)},
+    "joint": {"k": (int, False), "factors": (list, False), "max_factors": (int, False), "episodes": (int, False),
+              "class_slopes": (str, False), "covariates": (list, False), "la_slopes": (bool, False),
+              "lsoa_effects": (bool, False), "la_class_weights": (bool, False), "names": (str, False),
+              "steepest": (list, False), "three_step": (bool, False), "prior": (str, False),
+              "sampler": (str, False), "draws": (int, False), "tune": (int, False), "chains": (int, False),
+              "seed": (int, False), "target_accept": (float, False), "n_starts": (int, False),
+              "em_seed": (int, False), "prob": (float, False)},
 }
 DEFAULTS = {"report": {"suppression_threshold": 10, "suppression_marker": "c"}}
+
+
+#: Sections that read no case-level extract (the LA panel): a config of only these needs no [data].
+NO_EXTRACT_SECTIONS = ("system", "report")
+
+
+def _check_data(path: Path, raw: dict, config: dict) -> None:
+    """[data] names either a simulator preset and seed or an LA's own extract (a path, read
+    relative to the config file's folder by ``fit``), never both and never neither."""
+    data = config["data"]
+    if "extract" in data:
+        clash = [f"data.{k}" for k in ("preset", "seed") if k in data]
+        if clash:
+            raise UserError(f"{path}: data.extract and {', '.join(clash)} given together: name either an "
+                            "LA's own extract (data.extract) or a simulator run (data.preset and data.seed)")
+        if not data["extract"].strip():
+            raise UserError(f"{path}: data.extract = {data['extract']!r}: expected the path of an extract file")
+    elif "preset" in data:
+        if "seed" not in data:
+            raise UserError(f"{path}: missing required key data.seed (a simulator preset needs its seed)")
+    elif "data" in raw or "system" not in raw or not set(raw) <= set(NO_EXTRACT_SECTIONS):
+        raise UserError(f"{path}: missing required key data.preset (with data.seed) or data.extract: give a "
+                        "simulator preset and seed, or the path of an LA's own extract")
 
 
 def resolve(name_or_path: str | Path) -> Path:
@@ -80,6 +112,7 @@ def load_config(name_or_path: str | Path) -> dict:
             if required and key not in out:
                 raise UserError(f"{path}: missing required key {section}.{key}")
         config[section] = out
+    _check_data(path, raw, config)
     config["_path"] = str(path)
     config["_sections"] = tuple(raw)  # which sections the file gave (optional analyses run only then)
     return config

@@ -42,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
         rule = SuppressionRule(config["report"]["suppression_threshold"], config["report"]["suppression_marker"])
     except ValueError as err:
         raise UserError(f"{config['_path']}: {err}") from None
+    if "preset" not in config["data"]:
+        raise UserError(f"{config['_path']}: the demo runs on a simulator preset ([data] preset and seed); "
+                        "an LA's own extract is fitted with `python -m workflows fit --config ...`")
     data_dir = out / "data"
     preset, seed = config["data"]["preset"], config["data"]["seed"]
     if _same_simulation(data_dir, preset, seed):

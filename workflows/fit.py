@@ -2,11 +2,16 @@
 
 One run folder, ``results/<config>/`` (or ``--out``), holds everything about one analysis:
 
-- ``data/``: the extract the config names (a simulator preset and seed; reused when the
-  same preset, seed and generator made it);
+- ``data/``: the extract of a simulator run (``[data] preset`` and ``seed``; reused when
+  the same preset, seed and generator made it).  An LA's own extract (``[data] extract =
+  "path"``, relative to the config file's folder) is validated where it is and never
+  copied here: manifests keep only its file name and sha256, and cache keys use the sha256;
 - one folder per model section, each written by its own workflow and replaced as a whole
   only when complete: ``gradient/`` (posterior NetCDF, effects tables, report),
-  ``sensitivity/`` (refits under prior sets, power-scaling), ``compare/`` (PSIS-LOO);
+  ``sensitivity/`` (refits under prior sets, power-scaling), ``compare/`` (PSIS-LOO),
+  ``latent_class/`` (demand classes), ``joint/`` (class x gradient model) and ``system/`` (LA panel models: they read the
+  committed LA x year panel, not the extract, so a config with only ``[system]`` needs no
+  ``[data]``);
 - ``summary.csv``/``summary.md``: R-hat, ESS and divergences of every fit, and whether it
   passed the convergence gate;
 - ``report.md``/``report.html`` (:mod:`workflows.report`) and ``manifest.json``: code and
@@ -22,9 +27,11 @@ finished one (:mod:`workflows.atomic`).  Fits inside a section fan out on Dask
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -37,7 +44,9 @@ from workflows.errors import UserError
 from workflows.report_format import markdown_table
 
 #: Model sections ``fit`` runs, in this order, when the config has them.
-SECTIONS = ("gradient", "sensitivity", "compare")
+SECTIONS = ("gradient", "sensitivity", "compare", "latent_class", "joint", "system")
+#: Sections fitted to the LA x year panel rather than the case-level extract.
+PANEL_SECTIONS = ("system",)
 #: Code whose change invalidates a section's cached result.
 SECTION_CODE = {
     "gradient": ("models.gradient", "models.cells", "models.priors", "models.sampling", "models.areas",
@@ -46,6 +55,10 @@ SECTION_CODE = {
                     "models.sensitivity", "workflows.sensitivity"),
     "compare": ("models.gradient", "models.cells", "models.priors", "models.sampling", "models.areas",
                 "workflows.compare"),
+    "latent_class": ("models.latent_class", "models.sampling", "models.suppression", "workflows.latent_class"),
+    "joint": ("models.joint", "models.latent_class", "models.gradient", "models.cells", "models.priors",
+              "models.sampling", "models.areas", "models.suppression", "workflows.joint"),
+    "system": ("models.system", "models.sampling", "workflows.system"),
 }
 
 
@@ -77,42 +90,56 @@ def fit_run(config: dict, out: Path, *, scheduler: str | None = None, n_workers:
     sections = [s for s in SECTIONS if s in config.get("_sections", ())]
     if not sections:
         raise UserError(f"{where}: no model section to fit; add one of "
-                        + ", ".join(f"[{s}]" for s in SECTIONS))
+                        + ", ".join(f"[{s}]" for s in SECTIONS if s in RUNNERS))
+    missing = [s for s in sections if s not in RUNNERS]
+    if missing:
+        raise UserError(f"{where}: `fit` cannot run " + ", ".join(f"[{s}]" for s in missing)
+                        + " yet: run its own verb, or leave the section out")
     try:
         rule = SuppressionRule(config["report"]["suppression_threshold"], config["report"]["suppression_marker"])
     except ValueError as err:
         raise UserError(f"{where}: [report] {err}") from None
     for name in sections:  # every section's settings checked before anything is simulated or fitted
         CHECKS[name](config)
+    needs_extract = any(s not in PANEL_SECTIONS for s in sections)
+    if needs_extract and not config.get("data"):
+        raise UserError(f"{where}: missing [data]: the sections "
+                        + ", ".join(f"[{s}]" for s in sections if s not in PANEL_SECTIONS)
+                        + " need data.preset and data.seed (a simulator run) or data.extract (an LA's own extract)")
     started = time.perf_counter()
     removed = sweep_stale(out)
     if removed:
         log(f"  removed {removed} unfinished temporary output(s) left by an interrupted run")
-    extract = prepare_data(config, out / "data", log)
-    data_hash = provenance.sha256_file(extract)
+    # The extract is checked (an own extract validated in place) before the first fit.
+    extract = prepare_data(config, out / "data", log) if needs_extract else None
+    data_hash = provenance.sha256_file(extract) if extract is not None else None
+    panel = panel_path() if any(s in PANEL_SECTIONS for s in sections) else None
+    panel_hash = provenance.sha256_file(panel) if panel is not None else None
     previous = _read_json(out / "manifest.json").get("sections", {})
     records: dict[str, dict] = {}
-    for i, name in enumerate(sections, 1):
-        key = section_key(name, config[name], data_hash, rule)
-        target = out / name
-        done = previous.get(name, {})
-        if done.get("key") == key and (target / "report.html").exists() and (target / "manifest.json").exists():
-            log(f"[{i}/{len(sections)}] {name}: unchanged since the last run (same data, settings and code): reusing")
-            records[name] = {**done, "reused": True}
-        else:
-            log(f"[{i}/{len(sections)}] {name} ...")
-            t0 = time.perf_counter()
-            RUNNERS[name](config, extract, target, rule, scheduler=scheduler, n_workers=n_workers,
-                          progress=progress, log=log)
-            records[name] = {"key": key, "seconds": round(time.perf_counter() - t0, 1), "reused": False}
-        records[name]["convergence"] = _read_json(target / "manifest.json").get("convergence", {})
-        # After every section: a run killed later keeps (and a rerun reuses) what is done.
-        _write_manifest(out, config, extract, data_hash, {**previous, **records}, started)
-    summary = convergence_summary({name: records[name]["convergence"] for name in sections})
-    with atomic.atomic_path(out / "summary.csv") as tmp:
-        summary.to_csv(tmp)
-    atomic.write_text(out / "summary.md", _summary_markdown(summary))
-    _write_manifest(out, config, extract, data_hash, records, started)
+    with _redacted_argv(config, extract):  # every manifest written below records argv
+        for i, name in enumerate(sections, 1):
+            source, source_hash = (panel, panel_hash) if name in PANEL_SECTIONS else (extract, data_hash)
+            key = section_key(name, config[name], source_hash, rule)
+            target = out / name
+            done = previous.get(name, {})
+            if done.get("key") == key and (target / "report.html").exists() and (target / "manifest.json").exists():
+                log(f"[{i}/{len(sections)}] {name}: unchanged since the last run (same data, settings and code): reusing")
+                records[name] = {**done, "reused": True}
+            else:
+                log(f"[{i}/{len(sections)}] {name} ...")
+                t0 = time.perf_counter()
+                RUNNERS[name](config, source, target, rule, scheduler=scheduler, n_workers=n_workers,
+                              progress=progress, log=log)
+                records[name] = {"key": key, "seconds": round(time.perf_counter() - t0, 1), "reused": False}
+            records[name]["convergence"] = _read_json(target / "manifest.json").get("convergence", {})
+            # After every section: a run killed later keeps (and a rerun reuses) what is done.
+            _write_manifest(out, config, extract, data_hash, {**previous, **records}, started)
+        summary = convergence_summary({name: records[name]["convergence"] for name in sections})
+        with atomic.atomic_path(out / "summary.csv") as tmp:
+            summary.to_csv(tmp)
+        atomic.write_text(out / "summary.md", _summary_markdown(summary))
+        _write_manifest(out, config, extract, data_hash, records, started)
     from workflows.report import write_run_report
 
     write_run_report(out)
@@ -138,7 +165,13 @@ def sweep_stale(out: Path) -> int:
 
 
 def prepare_data(config: dict, data_dir: Path, log=print) -> Path:
-    """The config's extract: simulated from ``[data]`` preset and seed, reused when unchanged."""
+    """The config's extract: an LA's own (``[data] extract``, validated where it is, never
+    copied), or simulated from ``[data]`` preset and seed into ``data_dir`` (reused when
+    unchanged)."""
+    if "extract" in config["data"]:
+        path = extract_path(config)
+        validate_own_extract(path, config["_path"], log)
+        return path
     from workflows.demo import _same_simulation
     from workflows.simulate import write_simulation
 
@@ -151,6 +184,39 @@ def prepare_data(config: dict, data_dir: Path, log=print) -> Path:
     return data_dir / "extract.csv"
 
 
+def extract_path(config: dict) -> Path:
+    """``[data] extract`` as a path: ``~`` expanded, relative to the config file's folder."""
+    given = Path(config["data"]["extract"]).expanduser()
+    return given if given.is_absolute() else Path(config["_path"]).resolve().parent / given
+
+
+def validate_own_extract(path: Path, where: str, log=print) -> None:
+    """Check an LA's extract against the schema before any fit (UserError with every
+    problem, exit code 2, when it has errors).  Nothing is written."""
+    from models.validation import validate_extract
+    from workflows.extract_io import read_extract_raw
+    from workflows.reference import load_lsoa_table
+
+    if not path.is_file():
+        raise UserError(f"{where}: data.extract = {str(path)!r}: file not found (a relative path is read "
+                        "from the config file's folder)")
+    report = validate_extract(read_extract_raw(path), load_lsoa_table(), source=path.name)
+    if not report.ok:
+        raise UserError(f"{where}: data.extract {path.name} does not pass validation; nothing was fitted.\n"
+                        + report.format(max_per_rule=50), exit_code=2)
+    log(f"  using your extract {path.name} (validated: {report.summary()}; not copied into the run folder)")
+
+
+def panel_path() -> Path:
+    """The LA x year panel the ``[system]`` section fits (the committed one)."""
+    from workflows.build_panel import PANEL_DIR, PANEL_FILE
+
+    path = PANEL_DIR / PANEL_FILE
+    if not path.is_file():
+        raise UserError(f"panel {path} not found; rebuild it with `python -m workflows build-panel`")
+    return path
+
+
 def section_key(name: str, section: dict, data_hash: str, rule: SuppressionRule) -> str:
     digest = hashlib.sha256(json.dumps({"section": name, "settings": section, "data": data_hash,
                                         "suppression": [rule.threshold, rule.marker]}, sort_keys=True).encode())
@@ -160,8 +226,10 @@ def section_key(name: str, section: dict, data_hash: str, rule: SuppressionRule)
 
 def convergence_summary(convergence: dict[str, dict[str, dict]]) -> pd.DataFrame:
     """One row per fit (section, fit): worst R-hat, ESS, divergences and the gate's verdict."""
-    rows = [{"section": section, "fit": fit, **{k: gate.get(k) for k in
-                                                  ("max_r_hat", "min_ess_bulk", "min_ess_tail", "divergences", "passed")}}
+    rows = [{"section": section, "fit": _fit_name(section, fit),
+             **{k: gate.get(k) for k in ("max_r_hat", "min_ess_bulk", "min_ess_tail", "divergences")},
+             # latent class and joint fits also fail when multimodal (label switching not resolved)
+             "passed": bool(gate.get("passed")) and bool(gate.get("citable", True))}
             for section, fits in convergence.items() for fit, gate in fits.items()]
     table = pd.DataFrame(rows, columns=["section", "fit", "max_r_hat", "min_ess_bulk", "min_ess_tail",
                                         "divergences", "passed"])
@@ -169,10 +237,16 @@ def convergence_summary(convergence: dict[str, dict[str, dict]]) -> pd.DataFrame
     return table.set_index(["section", "fit"])
 
 
+def _fit_name(section: str, fit: str) -> str:
+    """Latent class and joint manifests key the chosen fit by its K: name it so."""
+    return f"K={fit}" if section in ("latent_class", "joint") and str(fit).isdigit() else fit
+
+
 def _summary_markdown(summary: pd.DataFrame) -> str:
     failed = int((~summary["passed"]).sum())
     head = (f"**NOT FOR CITATION: {failed} of {len(summary)} fits failed the convergence gate** "
-            "(R-hat <= 1.01, bulk and tail ESS >= 400, no divergences).\n\n" if failed else
+            "(R-hat <= 1.01, bulk and tail ESS >= 400, no divergences; latent class fits also not "
+            "multimodal).\n\n" if failed else
             "Every fit passed the convergence gate (R-hat <= 1.01, bulk and tail ESS >= 400, no divergences).\n\n")
     return "# Convergence of every fit\n\n" + head + markdown_table(summary.round(3)) + "\n"
 
@@ -184,14 +258,41 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def _write_manifest(out: Path, config: dict, extract: Path, data_hash: str, sections: dict, started: float) -> None:
+def _write_manifest(out: Path, config: dict, extract: Path | None, data_hash: str | None, sections: dict,
+                    started: float) -> None:
+    plain = {k: v for k, v in config.items() if not k.startswith("_")}
+    if "extract" in plain.get("data", {}):  # an own extract: its file name only, never its folder
+        plain["data"] = {**plain["data"], "extract": Path(plain["data"]["extract"]).name}
+    data = {"extract": extract.name, "sha256": data_hash, **plain.get("data", {})} if extract is not None else {}
     man = provenance.manifest(
-        "fit", inputs={"lsoa_table": paths.REFERENCE_DIR / "lsoa.csv"},
-        config={k: v for k, v in config.items() if not k.startswith("_")},
-        config_file=Path(config["_path"]).name, data={"extract": extract.name, "sha256": data_hash,
-                                                    **config["data"]},
-        seed=config["data"]["seed"], sections=sections, seconds=round(time.perf_counter() - started, 1))
+        "fit", inputs={"lsoa_table": paths.REFERENCE_DIR / "lsoa.csv"}, config=plain,
+        config_file=Path(config["_path"]).name, data=data,
+        seed=data.get("seed"), sections=sections, seconds=round(time.perf_counter() - started, 1))
     atomic.write_text(out / "manifest.json", json.dumps(man, indent=1, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def _redacted_argv(config: dict, extract: Path | None):
+    """While the sections run, ``sys.argv`` (which every manifest records) names the config
+    file and an own extract by file name only: the folder an LA analyst keeps them in can
+    identify them."""
+    hidden = [Path(config["_path"])] + ([extract] if extract is not None else [])
+
+    def redact(arg: str) -> str:
+        for path in hidden:
+            try:
+                if Path(arg).expanduser().resolve() == path.resolve():
+                    return path.name
+            except (OSError, ValueError):
+                pass
+        return arg
+
+    saved = sys.argv
+    sys.argv = [redact(a) for a in saved]
+    try:
+        yield
+    finally:
+        sys.argv = saved
 
 
 # --- section runners: config section -> that workflow's writer ---------------------------------
@@ -247,6 +348,29 @@ def _run_compare(config, extract, target, rule, *, scheduler, n_workers, progres
                          progress=progress, log=log)
 
 
+def _run_latent_class(config, extract, target, rule, *, scheduler, n_workers, progress, log):
+    from workflows.latent_class import LatentClassRun, write_latent_class_report
+
+    run_config = LatentClassRun.from_config(config["latent_class"], config["_path"])
+    write_latent_class_report(extract, target, run_config, rule, log=log,
+                              title=f"Demand classes at assessment: {Path(config['_path']).stem}")
+
+
+def _run_joint(config, extract, target, rule, *, scheduler, n_workers, progress, log):
+    from workflows.joint import JointRun, write_joint_report
+
+    run_config = JointRun.from_config(config["joint"], config["_path"])
+    write_joint_report(extract, target, run_config, rule, log=log,
+                       title=f"Demand classes and the social gradient (joint model): {Path(config['_path']).stem}")
+
+
+def _run_system(config, panel, target, rule, *, scheduler, n_workers, progress, log):
+    from workflows.system import SystemRun, write_system_report
+
+    run_config = SystemRun.from_config(config["system"], config["_path"])
+    write_system_report(panel, target, run_config, rule, log=log)
+
+
 def _check_gradient(config):
     from workflows.gradient import GradientRun
 
@@ -259,5 +383,25 @@ def _check_compare(config):
     CompareRun.from_config(config["compare"], config["_path"])
 
 
-RUNNERS = {"gradient": _run_gradient, "sensitivity": _run_sensitivity, "compare": _run_compare}
-CHECKS = {"gradient": _check_gradient, "sensitivity": _sensitivity_args, "compare": _check_compare}
+def _check_latent_class(config):
+    from workflows.latent_class import LatentClassRun
+
+    LatentClassRun.from_config(config["latent_class"], config["_path"])
+
+
+def _check_joint(config):
+    from workflows.joint import JointRun
+
+    JointRun.from_config(config["joint"], config["_path"])
+
+
+def _check_system(config):
+    from workflows.system import SystemRun
+
+    SystemRun.from_config(config["system"], config["_path"])
+
+
+RUNNERS = {"gradient": _run_gradient, "sensitivity": _run_sensitivity, "compare": _run_compare,
+           "latent_class": _run_latent_class, "joint": _run_joint, "system": _run_system}
+CHECKS = {"gradient": _check_gradient, "sensitivity": _sensitivity_args, "compare": _check_compare,
+          "latent_class": _check_latent_class, "joint": _check_joint, "system": _check_system}

@@ -19,10 +19,10 @@ from pathlib import Path
 import pandas as pd
 
 from workflows import atomic
+from workflows.run_cache import NOT_FOR_CITATION, flag_uncitable
 from workflows.errors import UserError
 from workflows.report_format import Section, markdown_table, render_html, render_markdown
 
-NOT_FOR_CITATION = "NOT FOR CITATION: the sampler did not pass the convergence gate"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,13 +70,20 @@ def write_run_report(run_dir: Path) -> Path:
         sec = _compare_section(run_dir / "compare")
         sections.append(sec)
         status += [p for p in sec.paragraphs if p.startswith("WARNING")]
+    for name, heading in (("latent_class", "Demand classes"), ("joint", "Demand classes and the social gradient"),
+                          ("system", "System conditions (LA panel)")):
+        if name in sections_run and (run_dir / name / "report.html").exists():
+            sections.append(_section_pointer(run_dir / name, heading))
     sections.append(Section("Convergence of every fit", [
         "Worst value over every parameter of each fit. Every number above carries its own R-hat and ESS in "
         "the tables of the section reports."], tables=[("Convergence", summary.round(3))]))
     data = man.get("data", {})
     sections.append(Section("Provenance and section reports", [
-        f"Code {man.get('code_version')}; data: {data.get('preset', '')} extract (seed {data.get('seed', '')}), "
-        f"sha256 {str(data.get('sha256', ''))[:12]}...; config {man.get('config_file')}.",
+        f"Code {man.get('code_version')}; data: "
+        + (f"{data['preset']} extract (seed {data.get('seed', '')})" if "preset" in data else
+           f"the LA's own extract {data['extract']} (not copied here)" if "extract" in data else "the LA panel only")
+        + (f", sha256 {str(data['sha256'])[:12]}..." if data.get("sha256") else "")
+        + f"; config {man.get('config_file')}.",
         "Full reports: " + ", ".join(f"{s}/report.html" for s in sections_run if (run_dir / s / "report.html").exists())
         + ".", "manifest.json records package versions, every setting and seed, and timings."]))
     atomic.write_text(run_dir / "report.md", render_markdown(title, sections, run_dir))
@@ -108,7 +115,7 @@ def _gradient_sections(run_dir: Path, config: dict, gates: dict, tables_dir: Pat
             raise UserError(f"{path}: missing; the gradient fit of this run is incomplete (rerun `fit`)")
         spec = GradientSpec(scale=scale, covariates=covariates if scale == "transition" else ())
         result = gw.ScaleResult(scale, spec, az.from_netcdf(str(path)), gates.get(scale, {"passed": False}))
-        gw._derive(result, scale_facts, prob)  # the same derived quantities the fit's report shows
+        gw.derive_effects(result, scale_facts, prob)  # the same derived quantities the fit's report shows
         results.append(result)
     out = [Section("Headlines", gw.headlines(results, prob))]
     tables_dir.mkdir(exist_ok=True)
@@ -122,7 +129,7 @@ def _gradient_sections(run_dir: Path, config: dict, gates: dict, tables_dir: Pat
         for key, caption in names.items():
             if key not in r.tables:
                 continue
-            table = gw._flag(r.tables[key], r.gate).round(3)
+            table = flag_uncitable(r.tables[key], bool(r.gate.get("passed"))).round(3)
             with atomic.atomic_path(tables_dir / f"{r.scale}_{key}.csv") as tmp:
                 table.to_csv(tmp)
             atomic.write_text(tables_dir / f"{r.scale}_{key}.md", markdown_table(table) + "\n")
@@ -155,6 +162,19 @@ def _sensitivity_section(folder: Path) -> Section:
                                             if len(flagged) else "none."))
     return Section("Sensitivity to the priors", lines, tables=[("Gradient per decile step under each prior set",
                                                                  grad.round(3))])
+
+
+def _section_pointer(folder: Path, heading: str) -> Section:
+    """Where a section's own report is; the latent class section also shows its chosen K and
+    class sizes (suppressed and marked when uncitable by that section's writer)."""
+    man = _read_json(folder / "manifest.json")
+    lines = []
+    if "chosen_k" in man:
+        lines.append(f"K = {man['chosen_k']} classes ({man.get('chosen_by', '')}).")
+    lines.append(f"Full report: {folder.name}/report.html.")
+    sizes = folder / "tables" / "class_sizes.csv"
+    tables = [("Class sizes", pd.read_csv(sizes, index_col=0))] if sizes.exists() else []
+    return Section(heading, lines, tables=tables)
 
 
 def _compare_section(folder: Path) -> Section:
