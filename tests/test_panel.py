@@ -289,3 +289,142 @@ def test_unknown_token_names_file_line_column_and_value():
 def test_missing_raw_file_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="build-panel --copy-raw-from"):
         bp.read_raw(tmp_path)
+
+
+# ---- children's social care spend (S251 to 2019, RO3 from 2020) ---------------------------------
+#
+# Expected values were read from the published workbooks in ../shared/data/raw/expenditure
+# (net current expenditure column) with openpyxl / xlrd / pandas-odf, not from the extract.
+
+
+def _spend(panel, name, year):
+    row = panel[panel["la_name"].eq(name) & panel["year"].eq(year)]
+    assert len(row) == 1
+    return row.iloc[0]
+
+
+@pytest.mark.parametrize("name, year, lines_gbp, series", [
+    # S251ye2019.xlsx, sheet "Table A1", LA 202: 3.1.11 (row 4715), 3.2.1 (row 31),
+    # 3.3.4 (row 4867), 3.4.6 (row 5019)
+    ("Camden", 2019, [19_573_169, 4_454_974, 10_776_995, 6_207_792], "S251"),
+    # s251ye2011.xls, sheet "Table A1 Detailed Report", LA 352: lines 19, 23, 30, 34, 38 and
+    # 39 "Commissioning and social work" (rows 2467, 2471, 2478, 2482, 2486, 2487)
+    ("Manchester", 2011, [63_076_430, 428_875, 7_283_195, 4_500_110, 0, 17_176_904], "S251"),
+    # RO3_2023-24_data_by_LA.ods, sheet RO3_LA_Data_2023-24, row 220 (E08000003), GBP
+    # thousand: looked after, other children's and families, family support, safeguarding,
+    # asylum seekers
+    ("Manchester", 2024, [101_254_000, 0, 17_719_000, 42_468_000, 1_216_000], "RO3"),
+])
+def test_spend_of_named_authorities_equals_the_source_lines(panel, name, year, lines_gbp,
+                                                           series):
+    row = _spend(panel, name, year)
+    assert row["spend_gbp"] == sum(lines_gbp)
+    assert row["spend_series"] == series
+    assert row["spend_per_child"] == pytest.approx(sum(lines_gbp) / row["population_0_17"],
+                                                   abs=0.005)
+
+
+def test_spend_extract_points_at_its_source_cells(raw):
+    ex = raw["spend"]
+    cell = ex[ex["year"].eq("2019") & ex["dfe_la_code"].eq("202") & ex["line"].eq("3.1.11")]
+    assert cell[["value", "file", "sheet", "row", "financial_year"]].values.tolist() == [
+        ["19573169", "S251ye2019.xlsx", "Table A1", "4715", "2018-19"]]
+    cell = ex[ex["year"].eq("2024") & ex["ons_code"].eq("E08000003")
+              & ex["component"].eq("looked_after")]
+    assert cell[["value", "unit", "row", "financial_year"]].values.tolist() == [
+        ["101254", "GBP thousand", "220", "2023-24"]]
+
+
+def _extract_la_spend(raw) -> pd.Series:
+    """GBP per year summed over every authority line of the extract that enters spend_gbp."""
+    ex = raw["spend"]
+    ex = ex[ex["component"].ne("reference")]
+    value = bp.to_number(ex, "value") * np.where(ex["unit"].eq("GBP thousand"), 1000, 1)
+    return value.groupby(ex["year"].astype(int)).sum()
+
+
+def test_spend_england_total_of_units_equals_the_authority_rows(raw, panel):
+    by_year = panel.groupby("year")
+    total, missing = by_year["spend_gbp"].sum(), by_year["spend_gbp"].apply(
+        lambda s: s.isna().sum())
+    la_total = _extract_la_spend(raw)
+    complete = [y for y in la_total.index if missing[y] == 0]
+    # 2010: Stockton-on-Tees (all lines 0) and 2020: Slough (2 GBP per child) are not reported
+    assert complete == list(range(2011, 2020))
+    tolerance = 0.5 * N_UNITS  # S251 values carry pence; each unit is rounded to the pound
+    for year in complete:
+        assert abs(float(total[year]) - la_total[year]) <= tolerance, year
+    for year in set(la_total.index) - set(complete):  # missing units are left out, never added
+        assert float(total[year]) <= la_total[year] + tolerance, year
+    assert abs(float(total[2010]) - la_total[2010]) <= tolerance  # Stockton's lines are all 0
+    assert la_total[2020] - float(total[2020]) == pytest.approx(93_000)  # Slough's 48 + 45
+
+
+@pytest.mark.parametrize("code, year, members", [
+    (BCP_DORSET, 2019, ["835", "836", "837"]), (BCP_DORSET, 2020, ["838", "839"]),
+    (NORTHANTS, 2021, ["928"]), (NORTHANTS, 2023, ["940", "941"]),
+    (CUMBRIA, 2023, ["909"]),
+])
+def test_spend_of_merged_units_sums_their_members(raw, panel, code, year, members):
+    units = bp.build_units(raw["b1"])
+    per_la = bp.spend(raw, units.assign(la_code=units["dfe"]))  # every authority its own unit
+    expected = per_la.set_index(["la_code", "year"])["spend_gbp"]
+    got = panel.set_index(["la_code", "year"]).loc[(code, year)]
+    assert got["dfe_la_codes"] == "+".join(members)
+    assert got["spend_gbp"] == round(sum(expected[(m, year)] for m in members))
+    if (code, year) == (BCP_DORSET, 2020):  # RO3 rows 71 and 72: 61,980 + 57,464 thousand
+        assert got["spend_gbp"] == 119_444_000
+
+
+def test_spend_markers_are_missing_never_zero(raw, panel):
+    ex = raw["spend"]
+    marked = ex[ex["value"].str.strip().str.lower().isin(bp.SUPPRESSION_MARKERS)]
+    assert set(marked["value"]) == {"[x]", "..."}  # RO3: not returned / return not received
+    assert len(marked) > 100
+    units = bp.build_units(raw["b1"])
+    la_rows = bp.la_rows(raw["b1"])
+    ons_to_dfe = dict(zip(la_rows["new_la_code"], la_rows["old_la_code"]))
+    unit_of = units.set_index("dfe")["la_code"]
+    for _, r in marked.drop_duplicates(["year", "ons_code"]).iterrows():
+        code = unit_of[ons_to_dfe[r["ons_code"]]]
+        assert pd.isna(panel.set_index(["la_code", "year"]).loc[(code, int(r["year"])),
+                                                                  "spend_gbp"])
+    # Cumberland 2024 is published, Westmorland and Furness is [x]: the unit is missing
+    cumbria = panel.set_index(["la_code", "year"]).loc[(CUMBRIA, 2024)]
+    assert pd.isna(cumbria["spend_gbp"]) and pd.isna(cumbria["spend_per_child"])
+    # the two implausible totals (all lines 0; 2 GBP per child) are missing, not 0
+    assert pd.isna(_spend(panel, "Stockton-on-Tees", 2010)["spend_gbp"])
+    assert pd.isna(_spend(panel, "Slough", 2020)["spend_gbp"])
+    assert (panel["spend_gbp"].dropna() > 0).all()
+    values = bp.to_number(ex, "value")
+    assert values.isna().sum() == len(marked)
+
+
+def test_spend_series_switches_at_2020_and_no_year_mixes_series(raw, panel):
+    series = panel.groupby("year")["spend_series"].agg(lambda s: set(s.dropna()))
+    assert all(series[y] == {"S251"} for y in range(2010, 2020))
+    assert all(series[y] == {"RO3"} for y in (2020, 2021, 2023, 2024, 2025))
+    assert series[2022] == set() and panel.loc[panel["year"].eq(2022), "spend_gbp"].isna().all()
+    ex = raw["spend"]
+    assert ex.groupby("year")["series"].nunique().eq(1).all()
+    fy = ex.drop_duplicates("year").set_index("year")["financial_year"]
+    assert fy["2019"] == "2018-19" and fy["2020"] == "2019-20"
+    # spend per child is spend over the same children 0-17 as every rate
+    both = panel["spend_gbp"].notna()
+    ratio = panel.loc[both, "spend_gbp"].astype(float) / panel.loc[both, "population_0_17"]
+    assert np.allclose(panel.loc[both, "spend_per_child"], ratio, atol=0.005)
+
+
+@pytest.mark.skipif(not (paths.SHARED_RAW_DIR / "expenditure/s251/S251ye2019.xlsx").exists(),
+                    reason="the shared S251 workbooks are not here")
+def test_spend_extract_is_what_the_extractor_makes_from_the_workbook(raw):
+    source = next(s for s in bp.SPEND_SOURCES if s.year == 2019)
+    rows = pd.DataFrame(bp._extract_s251(paths.SHARED_RAW_DIR / source.relpath, source))
+    committed = raw["spend"][raw["spend"]["year"].eq("2019")]
+    assert rows.astype(str).sort_values(["dfe_la_code", "line"]).values.tolist() == \
+        committed[list(bp.SPEND_EXTRACT_COLUMNS)].sort_values(["dfe_la_code", "line"]).values.tolist()
+
+
+def test_missing_spend_workbook_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="s251ye2010.xls"):
+        bp.extract_spend(tmp_path)

@@ -259,3 +259,54 @@ def test_system_config_loads_and_mistakes_are_named(tmp_path):
     bad.write_text('[data]\npreset = "tiny"\nseed = 1\n', encoding="utf-8")
     with pytest.raises(UserError, match=r"unknown section \[data\]"):
         load_system_config(bad)
+
+
+# --------------------------------------------------------------------------------------------
+# Spend per child and its S251 -> RO3 series break (no sampling)
+# --------------------------------------------------------------------------------------------
+
+
+def _spend_panel():
+    from workflows.build_panel import load_panel
+
+    panel = load_panel()
+    keep = sorted(panel["la_code"].unique())[:10]
+    return panel[panel["la_code"].isin(keep) & panel["year"].between(2016, 2023)].reset_index(drop=True)
+
+
+def test_conditions_model_builds_with_spend_and_a_series_break_offset():
+    panel = _spend_panel()
+    spec = conditions.ConditionsSpec(outcomes=("nfa", "spend", "caseload"))
+    model = conditions.build_conditions_model(panel, spec, PRIORS)
+    assert model.coords["series_break"] == ("spend: RO3",)
+    assert "series_offset" in model.named_vars and "series_offset" in conditions.GATE_VARS
+    cells = model.cells["continuous"]
+    spend_rows = cells.loc[cells["k"].eq(1), "row"].to_numpy(int)
+    assert len(spend_rows) == panel["spend_per_child"].notna().sum()  # missing 2022 left out
+
+    # the offset moves exactly the RO3 spend cells: logp changes with it, and the year
+    # effects of spend sum to zero within each series (so the offset is the level shift)
+    point = model.initial_point()
+    rng = np.random.default_rng(0)
+    point = {k: rng.normal(0, 0.3, np.shape(v)) for k, v in point.items()}
+    logp = model.compile_logp()
+    moved = dict(point, series_offset=point["series_offset"] + 0.5)
+    assert logp(moved) != pytest.approx(logp(point))
+    import pymc as pm
+
+    needed = {v.name for v in pm.inputvars(model["year_effect"])}
+    year_effect = model.compile_fn(model["year_effect"])({k: point[k] for k in needed})
+    labels = list(model.coords["outcome_year"])
+    s251 = [year_effect[labels.index(f"spend {y}")] for y in range(2016, 2020)]
+    ro3 = [year_effect[labels.index(f"spend {y}")] for y in (2020, 2021, 2023)]
+    assert "spend 2022" not in labels
+    assert abs(sum(s251)) < 1e-9 and abs(sum(ro3)) < 1e-9 and max(map(abs, s251 + ro3)) > 1e-3
+
+    # one series only (years to 2019): no offset; a year that mixes series is named
+    early = conditions.build_conditions_model(panel[panel["year"] <= 2019], spec, PRIORS)
+    assert "series_offset" not in early.named_vars
+    mixed = panel.copy()
+    mixed.loc[mixed["year"].eq(2021) & mixed["spend_per_child"].notna(), "spend_series"] = "S251"
+    mixed.loc[mixed.index[mixed["year"].eq(2021)][0], "spend_series"] = "RO3"
+    with pytest.raises(ValueError, match="mixes series"):
+        conditions.build_conditions_model(mixed, spec, PRIORS)

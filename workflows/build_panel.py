@@ -18,8 +18,12 @@ short version:
   the summed counts and summed populations, never averaged.  Year t uses the ONS mid-(t-1)
   estimate, as DfE does.
 * **Suppression markers** (``c``, ``x``, ``z``, ``u``, ``low``, ``..``, ``:``, ``.``, ``-``,
-  ``[x]``, ...) are missing, never zero; an unknown token stops the build with the file, row,
-  column and value.
+  ``[x]``, ``...``) are missing, never zero; an unknown token stops the build with the file,
+  row, column and value.
+* **Spend** (children's social care net current expenditure, the same service groups in
+  every year): DfE S251 to 2018-19 (panel years to 2019), MHCLG RO3 from 2019-20 (2020 on;
+  no 2021-22), marked by ``spend_series``.  The build reads a compact extract that
+  ``extract_spend`` writes from the workbooks (see the spend section below).
 
 The transforms are pure functions (raw DataFrames in, tables out); the file reading and
 writing sit apart at the bottom of the module, as in ``workflows.build_reference``.
@@ -28,6 +32,8 @@ writing sit apart at the bottom of the module, as in ``workflows.build_reference
 from __future__ import annotations
 
 import argparse
+import gzip
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,14 +120,20 @@ RAW_FILES: tuple[RawFile, ...] = (
             f"IoD2019 File 6 (population denominators), {_IOD}"),
     RawFile("ltla_utla", "lookups/lookup_ltla19_utla19.csv",
             f"LAD 2019 to UTLA 2019 lookup, {_ONS}"),
+    RawFile("spend", "expenditure/children_social_care_spend_extract.csv",
+            "compact extract of the DfE Section 251 (2009-10 to 2018-19) and MHCLG RO3 "
+            "(2019-20 onwards) workbooks, written by workflows.build_panel.extract_spend; "
+            "rebuild it with `python -m workflows build-panel --copy-raw-from DIR`"),
 )
+#: The spend extract is made from the workbooks, not copied (see ``extract_spend``).
+SPEND_EXTRACT = next(f for f in RAW_FILES if f.key == "spend")
 RAW_BY_KEY: dict[str, RawFile] = {f.key: f for f in RAW_FILES}
 
 #: Tokens that DfE, ONS and MHCLG files use for suppressed or unavailable values.  They mean
 #: "unknown", never zero.  Compared case-insensitively after stripping blanks.
 SUPPRESSION_MARKERS: frozenset[str] = frozenset({
     "c", "x", "z", "u", "low", "..", ":", ".", "-", "*", "[x]", "[z]", "[c]", "[u]",
-    "[low]", "m", "na", "n/a", "",
+    "[low]", "m", "na", "n/a", "", "...",
 })
 
 FIRST_YEAR, LAST_YEAR = 2010, 2025
@@ -170,6 +182,7 @@ PANEL_COLUMNS: tuple[str, ...] = (
     "rereferral_share", "nfa_share", "not_in_need_share",
     "sw_fte", "caseload_fte", "cin_per_sw_fte", "agency_rate_pct", "turnover_rate_pct",
     "vacancy_rate_pct", "workforce_snapshot", "workforce_joint_with",
+    "spend_gbp", "spend_per_child", "spend_series",
     "idaci_2019",
 )
 
@@ -583,6 +596,286 @@ def idaci(raw: dict[str, pd.DataFrame], b1: pd.DataFrame, units: pd.DataFrame) -
 
 
 # --------------------------------------------------------------------------------------------
+# Children's social care spend: S251 (DfE) to 2018-19, RO3 (MHCLG) from 2019-20
+# --------------------------------------------------------------------------------------------
+#
+# The published workbooks (about 10 MB, one layout per era) are not copied into data/raw.
+# ``extract_spend`` reads them from the shared raw folder once and writes the compact extract
+# ``SPEND_EXTRACT`` (one row per authority x year x line, the value as printed, with the file,
+# sheet and row it came from); the build reads only that extract.
+#
+# "Children's social care" is the same set of service groups in every year, so the series is
+# as comparable as the returns allow: children looked after (including asylum-seeking
+# children), safeguarding (social work, commissioning and strategy, the safeguarding board),
+# family support and other children's and family services; net current expenditure
+# (expenditure less income).  Sure Start / early years, services for young people and youth
+# justice are left out in every era.  The S251 groups were renumbered and regrouped in
+# 2012-13 (adoption and special guardianship moved into looked after children, the strategy
+# lines into safeguarding), so each era names its own lines below; the total of the groups
+# is the same service scope.  RO3 is a different return (MHCLG's revenue outturn, GBP
+# thousand) with its own definitions: the panel marks the switch in ``spend_series``.
+
+_S251 = ("DfE Section 251 outturn, Table A1 (LA and school expenditure), https://www.gov.uk/"
+         "government/collections/section-251-materials")
+_RO3 = ("MHCLG Revenue outturn RO3 (social care and public health), https://www.gov.uk/"
+        "government/collections/local-authority-revenue-expenditure-and-financing")
+
+
+@dataclass(frozen=True)
+class SpendSource:
+    """One spend workbook: the panel ``year`` (financial year ending 31 March of it), its
+    ``series``, path under the shared raw folder and the lines summed into ``spend_gbp``:
+    (line code, component, pattern).  For S251 the pattern is matched against the line's
+    description (lower case, blanks collapsed, leading line number removed); for RO3 against
+    "service - column" of a net-current-expenditure column."""
+
+    year: int
+    series: str
+    relpath: str
+    lines: tuple[tuple[str, str, str], ...]
+
+
+_CLA = r"^total children looked after$"
+_FS = r"^total family support services$"
+_SAFETY = r"^total children and young people's safety"          # 2009-10 to 2011-12
+_OTHER_TOTAL = r"^total other children's and families services$"  # 2009-10 to 2011-12
+_SAFEGUARDING = r"^total +safeguarding children and young peoples?'?s? services$"  # 2012-13+
+_OTHER = r"^other children'?s? and famil(?:y|ies) services$"         # 2012-13+
+
+
+def _s251(year: int, name: str, lines) -> SpendSource:
+    return SpendSource(year, "S251", f"expenditure/s251/{name}", tuple(lines))
+
+
+def _s251_from_2013(year: int, name: str, codes: tuple[str, str, str, str]) -> SpendSource:
+    cla, other, safe, fs = codes
+    return _s251(year, name, ((cla, "looked_after", _CLA), (other, "other_children_families", _OTHER),
+                              (safe, "safeguarding", _SAFEGUARDING), (fs, "family_support", _FS)))
+
+
+_RO3_LINES = (
+    ("RO3 children looked after", "looked_after",
+     r"^children's social care - children looked after - net current expenditure"),
+    ("RO3 other children's and families services", "other_children_families",
+     r"^children's social care - other children's and families services - net current"),
+    ("RO3 family support services", "family_support",
+     r"^children's social care - family support services - net current"),
+    ("RO3 safeguarding children and young people's services", "safeguarding",
+     r"^children's social care: safeguarding children and young people's services - net current"),
+    ("RO3 asylum seekers", "asylum_seekers",
+     r"^children's social care - asylum seekers - net current"),
+    # carried for reference only (component "reference"): RO3's own total also includes Sure
+    # Start / early years, services for young people and youth justice
+    ("RO3 total children social care", "reference",
+     r"^total children social care - net current"),
+)
+
+#: Every spend workbook and the lines taken from it.  s251ye2009 (2008-09) precedes the panel.
+SPEND_SOURCES: tuple[SpendSource, ...] = (
+    _s251(2010, "s251ye2010.xls", (
+        ("17", "looked_after", _CLA), ("22", "safeguarding", _SAFETY),
+        ("31", "family_support", _FS), ("35", "other_children_families", _OTHER_TOTAL),
+        ("40", "strategy", r"^total children's services strategy$"))),
+    _s251(2011, "s251ye2011.xls", (
+        ("19", "looked_after", _CLA), ("23", "safeguarding", _SAFETY),
+        ("30", "family_support", _FS), ("34", "other_children_families", _OTHER_TOTAL),
+        ("38", "strategy", r"^total children's services strategy$"),
+        # in 2010-11 only, "Commissioning and social work" sits outside every group total
+        # (in 2009-10 it is inside the strategy total, in 2011-12 inside the safety total)
+        ("39", "social_work", r"^commissioning and social work$"))),
+    _s251(2012, "s251ye2012.xlsx", (
+        ("12", "looked_after", _CLA), ("16", "safeguarding", _SAFETY),
+        ("23", "family_support", _FS), ("27", "other_children_families", _OTHER_TOTAL),
+        ("28", "strategy", r"^children's services strategy$"))),
+    _s251_from_2013(2013, "s251ye2013.xlsx", ("15", "16", "20", "26")),
+    _s251_from_2013(2014, "s251ye2014.ods", ("16", "17", "21", "27")),
+    _s251_from_2013(2015, "s251ye2015.xlsx", ("16", "17", "21", "27")),
+    _s251_from_2013(2016, "s251ye2016.xlsx", ("16", "17", "21", "27")),
+    _s251_from_2013(2017, "s251ye2017.xlsx", ("3.1.11", "3.2.1", "3.3.4", "3.4.6")),
+    _s251_from_2013(2018, "S251ye2018.xlsx", ("3.1.11", "3.2.1", "3.3.4", "3.4.6")),
+    _s251_from_2013(2019, "S251ye2019.xlsx", ("3.1.11", "3.2.1", "3.3.4", "3.4.6")),
+    SpendSource(2020, "RO3", "expenditure/ro3/RO3_2019-20_data_by_LA.ods", _RO3_LINES),
+    SpendSource(2021, "RO3", "expenditure/ro3/RO3_2020-21_data_by_LA.ods", _RO3_LINES),
+    SpendSource(2023, "RO3", "expenditure/ro3/RO3_2022-23_data_by_LA.ods", _RO3_LINES),
+    SpendSource(2024, "RO3", "expenditure/ro3/RO3_2023-24_data_by_LA.ods", _RO3_LINES),
+    SpendSource(2025, "RO3", "expenditure/ro3/RO3_LA_Data_2024-25_data_by_LA.ods", _RO3_LINES),
+)
+SPEND_SERIES_FIRST_RO3 = 2020
+#: Spend per child below this fraction of the year's median over units is not credible for
+#: a children's services authority and is treated as not reported (missing).
+SPEND_IMPLAUSIBLE_FRACTION = 0.1
+#: RO3 classes of authority that run children's services (unitary, metropolitan district,
+#: London borough, shire county); shire districts and other bodies are left out.
+RO3_UPPER_TIER = frozenset({"UA", "MD", "L", "LB", "SC"})
+SPEND_EXTRACT_COLUMNS = ("series", "year", "financial_year", "dfe_la_code", "ons_code", "la_name",
+                         "line", "component", "description", "value", "unit", "file", "sheet",
+                         "row")
+
+
+def _norm(text) -> str:
+    text = str(text).replace("\u2019", "'").replace("\n", " ").lower()
+    return " ".join(re.sub(r"\[note \d+\]", " ", text).split())
+
+
+def _financial_year(year: int) -> str:
+    return f"{year - 1}-{str(year)[2:]}"
+
+
+def _read_sheets(path: Path) -> dict[str, pd.DataFrame]:
+    try:
+        return pd.read_excel(path, sheet_name=None, header=None, dtype=str)
+    except (ValueError, OSError, ImportError) as err:
+        raise UserError(f"cannot read spend workbook {path}: {err}") from err
+
+
+def _extract_s251(path: Path, source: SpendSource) -> list[dict]:
+    sheets = {k: v for k, v in _read_sheets(path).items() if not v.empty}
+    if len(sheets) != 1:
+        raise RawDataError(f"{path}: expected one non-empty sheet, found {list(sheets)}")
+    (sheet, frame), = sheets.items()
+    header = next((i for i in range(min(8, len(frame)))
+                   if str(frame.iat[i, 0]).strip() in ("LA", "LEA", "ident")), None)
+    if header is None:
+        raise RawDataError(f"{path}, sheet {sheet}: no header row starting LA/LEA/ident")
+    cols = [str(c).strip() for c in frame.iloc[header]]
+    body = frame.iloc[header + 1:].copy()
+    body.columns = cols
+    la = "LA" if "LA" in cols else "LEA"
+    name = "LA Name" if "LA Name" in cols else "LEA Name"
+    desc = next((c for c in ("Description", "S52 Line Reference", "CYPServiceDescription")
+                 if c in cols), None)
+    value = next((c for c in cols if _norm(c).replace(" ", "").startswith("netcurrentexpenditure")),
+                 None)
+    if desc is None or value is None:
+        raise RawDataError(f"{path}, sheet {sheet}: no line description or net current "
+                           f"expenditure column in {cols}")
+    body = body[body[la].astype(str).str.strip().str.fullmatch(r"\d{3}")]
+    stripped = body[desc].map(lambda d: re.sub(r"^\d+(\.\d+)*\.?\s*", "", _norm(d)))
+    out = []
+    for code, component, pattern in source.lines:
+        hit = body[stripped.str.contains(pattern, regex=True)]
+        if hit[desc].map(_norm).nunique() != 1 or hit[la].duplicated().any():
+            raise RawDataError(f"{path}: line {code} ({pattern!r}) matches "
+                               f"{sorted(hit[desc].map(_norm).unique())}, not one line per LA")
+        for label, r in hit.iterrows():
+            out.append({"series": "S251", "year": source.year,
+                        "financial_year": _financial_year(source.year),
+                        "dfe_la_code": str(r[la]).strip(), "ons_code": "",
+                        "la_name": str(r[name]).strip(), "line": code, "component": component,
+                        "description": " ".join(str(r[desc]).split()),
+                        "value": str(r[value]).strip(), "unit": "GBP",
+                        "file": path.name, "sheet": sheet, "row": int(label) + 1})
+    return out
+
+
+def _extract_ro3(path: Path, source: SpendSource) -> list[dict]:
+    sheets = _read_sheets(path)
+    data = [k for k in sheets if k.startswith("RO3_LA_Data")]
+    if len(data) != 1:
+        raise RawDataError(f"{path}: expected one RO3_LA_Data sheet, found {list(sheets)}")
+    sheet = data[0]
+    frame = sheets[sheet]
+    header = next((i for i in range(min(20, len(frame)))
+                   if str(frame.iat[i, 0]).strip() == "E-code"), None)
+    if header is None:
+        raise RawDataError(f"{path}, sheet {sheet}: no header row starting 'E-code'")
+    above = frame.iloc[:header]
+    service_rows = [i for i in range(header) if above.iloc[i].fillna("").astype(str).str.upper()
+                    .str.contains("TOTAL CHILDREN SOCIAL CARE").any()]
+    services = frame.iloc[service_rows[-1]].ffill() if service_rows else None
+    labels = []
+    for j in range(frame.shape[1]):
+        head = _norm(frame.iat[header, j])
+        labels.append(f"{_norm(services.iat[j])} - {head}" if services is not None else head)
+    labels = pd.Series(labels)
+    cols = [_norm(c) for c in frame.iloc[header, :7]]
+    body = frame.iloc[header + 1:]
+    # the first table ends at the first row without an E-code (a second table may follow)
+    ecode = body.iloc[:, 0].astype(str).str.strip()
+    end = ecode.str.fullmatch(r"E\d{4}")
+    first_bad = np.flatnonzero(~end.to_numpy())
+    body = body.iloc[:first_bad[0]] if len(first_bad) else body
+    klass = body.iloc[:, cols.index("class")].astype(str).str.strip()
+    body = body[klass.isin(RO3_UPPER_TIER)]
+    out = []
+    for code, component, pattern in source.lines:
+        j = np.flatnonzero(labels.str.contains(pattern, regex=True).to_numpy())
+        if len(j) != 1:
+            raise RawDataError(f"{path}, sheet {sheet}: {len(j)} columns match {pattern!r}")
+        j = int(j[0])
+        for label, r in body.iterrows():
+            out.append({"series": "RO3", "year": source.year,
+                        "financial_year": _financial_year(source.year), "dfe_la_code": "",
+                        "ons_code": str(r.iloc[1]).strip(), "la_name": str(r.iloc[2]).strip(),
+                        "line": code, "component": component,
+                        "description": labels.iat[j], "value": str(r.iloc[j]).strip(),
+                        "unit": "GBP thousand", "file": path.name, "sheet": sheet,
+                        "row": int(label) + 1})
+    return out
+
+
+def extract_spend(source_dir: Path) -> pd.DataFrame:
+    """The compact spend extract from the published S251 and RO3 workbooks under
+    ``source_dir`` (the shared raw folder).  ``row`` is the 1-based row of the sheet (as read
+    by ``pandas.read_excel(header=None)``); ``value`` is the cell text as published,
+    markers included."""
+    rows = []
+    for source in SPEND_SOURCES:
+        path = Path(source_dir) / source.relpath
+        if not path.exists():
+            raise UserError(f"missing spend workbook {path}; {_S251 if source.series == 'S251' else _RO3}")
+        reader = _extract_s251 if source.series == "S251" else _extract_ro3
+        rows.extend(reader(path, source))
+    out = pd.DataFrame(rows, columns=list(SPEND_EXTRACT_COLUMNS))
+    return out.sort_values(["year", "dfe_la_code", "ons_code", "line"], kind="stable").reset_index(drop=True)
+
+
+def write_spend_extract(source_dir: Path, raw_dir: Path) -> Path:
+    """Write the compact extract (gzip, mtime 0) to its place under ``raw_dir``."""
+    extract = extract_spend(source_dir)
+    text = extract.to_csv(index=False, lineterminator="\n").encode("utf-8")
+    target = Path(raw_dir) / (SPEND_EXTRACT.relpath + ".gz")
+    return atomic.write_bytes(target, gzip.compress(text, compresslevel=9, mtime=0))
+
+
+def spend(raw: dict[str, pd.DataFrame], units: pd.DataFrame) -> pd.DataFrame:
+    """Children's social care net current expenditure per unit and year: ``spend_gbp``
+    (GBP, nominal) and ``spend_series``.
+
+    Per authority and year the lines of ``SPEND_SOURCES`` (component "reference" excluded)
+    are summed, RO3 thousands turned into pounds; a missing or marked line makes the
+    authority-year missing, and a merged unit is missing if any member is (``to_units``).
+    RO3 rows are matched on their ONS code through the codes that CIN b1 gives each DfE
+    number in any year.
+    """
+    src = raw["spend"]
+    require(src, *SPEND_EXTRACT_COLUMNS)
+    src = src[src["component"].ne("reference")]
+    value = to_number(src, "value") * np.where(src["unit"].eq("GBP thousand"), 1000.0, 1.0)
+    rows = la_rows(raw["b1"])
+    ons_to_dfe = dict(zip(rows["new_la_code"].str.strip(), rows["old_la_code"].str.strip()))
+    ons = src["ons_code"].fillna("").str.strip()
+    dfe = src["dfe_la_code"].fillna("").str.strip()
+    dfe = dfe.where(dfe.ne(""), ons.map(ons_to_dfe))
+    unknown = dfe.isna() & value.notna()
+    if unknown.any():
+        r = src[unknown].iloc[0]
+        raise RawDataError(f"{source_of(src)}: RO3 authority {r['ons_code']} ({r['la_name']}) "
+                           f"in {r['file']} matches no DfE LA number")
+    frame = pd.DataFrame({"dfe": dfe, "year": src["year"].astype(int), "line": src["line"],
+                          "v": value}).dropna(subset=["dfe"])
+    per_la = (frame.groupby(["dfe", "year"])["v"].agg(["sum", "count", "size"]).reset_index())
+    per_la["spend_gbp"] = per_la["sum"].where(per_la["count"].eq(per_la["size"]))
+    per_la = _tag(per_la[["dfe", "year", "spend_gbp"]], source_of(src))
+    per_unit = to_units(per_la, units, ["spend_gbp"])
+    series = src.groupby(src["year"].astype(int))["series"].agg(lambda s: "+".join(sorted(set(s))))
+    if series.str.contains(r"\+").any():
+        raise RawDataError(f"{source_of(src)}: a year mixes the S251 and RO3 series")
+    per_unit["spend_series"] = per_unit["year"].map(series)
+    return per_unit
+
+
+# --------------------------------------------------------------------------------------------
 # The panel
 # --------------------------------------------------------------------------------------------
 
@@ -662,6 +955,19 @@ def build_panel(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
               "vacancy_rate_pct", "sw_fte"):
         panel[c] = panel[c].astype(float).round(2)
 
+    # children's social care spend (nominal GBP), per child aged 0-17 of the year's denominator
+    panel = panel.merge(spend(raw, units), on=["la_code", "year"], how="left")
+    panel["spend_gbp"] = panel["spend_gbp"].astype(float).round()
+    panel["spend_per_child"] = (panel["spend_gbp"]
+                                / panel["population_0_17"].astype(float)).round(2)
+    # a children's services authority cannot spend nothing on children's social care: a total
+    # of 0 (S251 prints a return not made as 0s) or under a tenth of the year's median per
+    # child is "not reported", missing (Stockton-on-Tees 2010, Slough 2020; README)
+    median = panel.groupby("year")["spend_per_child"].transform("median")
+    implausible = (panel["spend_gbp"].le(0)
+                   | panel["spend_per_child"].lt(SPEND_IMPLAUSIBLE_FRACTION * median))
+    panel.loc[implausible, ["spend_gbp", "spend_per_child"]] = np.nan
+
     panel["idaci_2019"] = panel["la_code"].map(idaci(raw, raw["b1"], units))
     panel = panel.sort_values(["la_code", "year"], kind="stable").reset_index(drop=True)
     return finalise(panel)
@@ -671,7 +977,7 @@ def finalise(panel: pd.DataFrame) -> pd.DataFrame:
     """Column order and dtypes: counts and populations as nullable integers."""
     panel = panel[list(PANEL_COLUMNS)].copy()
     for c in PANEL_COLUMNS:
-        if c.endswith("_n") or c in ("population_0_17",):
+        if c.endswith("_n") or c in ("population_0_17", "spend_gbp"):
             values = panel[c].astype(float)
             if ((values.dropna() % 1) != 0).any():
                 raise RawDataError(f"column {c} has fractional counts")
@@ -765,8 +1071,11 @@ def read_raw(raw_dir: Path) -> dict[str, pd.DataFrame]:
 
 
 def copy_raw(source_dir: Path, raw_dir: Path) -> list[Path]:
-    """Copy the raw files the panel needs, as the reference build copies its own."""
-    return build_reference.copy_raw(source_dir, raw_dir, RAW_FILES)
+    """Copy the raw files the panel needs, as the reference build copies its own, and write
+    the compact spend extract from the S251 and RO3 workbooks (``extract_spend``)."""
+    copied = build_reference.copy_raw(source_dir, raw_dir,
+                                      [f for f in RAW_FILES if f.key != SPEND_EXTRACT.key])
+    return [*copied, write_spend_extract(source_dir, raw_dir)]
 
 
 PANEL_DIR = paths.DATA_DIR / "panel"
@@ -786,7 +1095,8 @@ def load_panel(path: Path | None = None) -> pd.DataFrame:
     dtypes = {c: "Int64" for c in PANEL_COLUMNS if c.endswith("_n")}
     dtypes.update({"la_code": str, "la_name": str, "region_code": str, "region_name": str,
                    "dfe_la_codes": str, "population_0_17": "Int64", "population_source": str,
-                   "workforce_snapshot": str, "workforce_joint_with": str})
+                   "workforce_snapshot": str, "workforce_joint_with": str,
+                   "spend_gbp": "Int64", "spend_series": str})
     return pd.read_csv(path, dtype=dtypes, keep_default_na=False,
                        na_values={c: [""] for c in PANEL_COLUMNS if c not in ("la_code",)})
 
@@ -816,7 +1126,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if args.copy_raw_from is not None:
-        copy_raw(args.copy_raw_from, args.raw_dir)
+        try:
+            copy_raw(args.copy_raw_from, args.raw_dir)
+        except RawDataError as err:
+            raise UserError(f"spend workbooks in {args.copy_raw_from} are not as expected: "
+                            f"{err}") from err
     try:
         panel = build(args.raw_dir, args.out_dir)
     except (RawDataError, KeyError) as err:

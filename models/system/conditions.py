@@ -20,6 +20,16 @@ observed years.  ``Sigma`` (LKJ prior) gives the correlations of the LA effects 
 outcomes, after deprivation and demand: does an LA that screens out more also carry higher
 caseloads and more agency staff?
 
+Spend per child has a **series break**: the panel takes it from DfE's S251 outturn to
+2018-19 (panel years to 2019) and from MHCLG's RO3 from 2019-20 (``spend_series``), two
+returns with different definitions.  Its RO3 years get their own intercept,
+``series_offset`` (``eta += series_offset`` in every RO3 cell), and its year effects sum to
+zero within each series, so the offset is the difference between the average (log) level of
+the RO3 years and that of the S251 years, estimated rather than read as a change in
+spending; the intercept and the partial relationships are on the S251 level.  The offset
+absorbs the break together with the growth between the two periods: the two cannot be told
+apart from the panel alone.
+
 Missing cells (workforce before 2018, NFA before 2012, suppressed values) are left out of
 the likelihood (index arrays over observed cells only); every LA keeps its effect on every
 outcome, informed through the correlations where its own cells are missing.
@@ -42,7 +52,8 @@ from models.system.components import SystemPriors, correlated_la_effects, groupe
 #: ``BINOMIAL_TRIALS``.
 OUTCOMES: dict[str, tuple[str, str, str]] = {
     "nfa": ("referrals_nfa_n", "binomial", "share of referrals ending in no further action"),
-    "spend": ("spend_per_child_gbp", "log", "children's social care spend per child (GBP)"),
+    "spend": ("spend_per_child", "log",
+              "children's social care spend per child aged 0-17 (GBP, nominal)"),
     "caseload": ("caseload_fte", "log", "average caseload per case-holding social worker"),
     "cin_per_sw": ("cin_per_sw_fte", "log", "children in need per social worker (FTE)"),
     "agency": ("agency_rate_pct", "logit_pct", "agency workers, % of social worker FTE"),
@@ -50,6 +61,9 @@ OUTCOMES: dict[str, tuple[str, str, str]] = {
     "vacancy": ("vacancy_rate_pct", "logit_pct", "social worker vacancy rate, %"),
 }
 BINOMIAL_TRIALS = {"nfa": "referrals_n"}
+#: outcome -> (panel column naming the series of each year, the series whose years get the
+#: offset ``series_offset``).
+SERIES_BREAKS: dict[str, tuple[str, str]] = {"spend": ("spend_series", "RO3")}
 SAMPLE = ("chain", "draw")
 
 
@@ -95,6 +109,7 @@ def build_conditions_model(panel: pd.DataFrame, spec: ConditionsSpec, priors: Sy
     panel = sysdata.select(panel)
     cols = [OUTCOMES[o][0] for o in spec.outcomes] + [BINOMIAL_TRIALS[o] for o in spec.outcomes
                                                       if o in BINOMIAL_TRIALS]
+    cols += [SERIES_BREAKS[o][0] for o in spec.outcomes if o in SERIES_BREAKS]
     sysdata.check_columns(panel, cols)
     las, _ = sysdata.la_table(panel)
     within, between, demand_scale = demand_terms(panel, spec.demand, las)
@@ -135,8 +150,23 @@ def build_conditions_model(panel: pd.DataFrame, spec: ConditionsSpec, priors: Sy
     pair_of = {(int(k), int(y)): i for i, (k, y) in enumerate(zip(pairs["k"], pairs["year"]))}
     labels = [f"{outcomes[int(k)]} {years[int(y)]}" for k, y in zip(pairs["k"], pairs["year"])]
 
+    # series breaks: the years of the later series get an offset and their own year-effect group
+    breaks = series_breaks(panel, outcomes, pairs, years)
+    pair_group = pairs["k"].to_numpy(int).copy()
+    group_outcome = list(range(len(outcomes)))
+    for k, after_years in breaks.values():
+        later = (pairs["k"].eq(k) & pairs["year"].isin(after_years)).to_numpy()
+        pair_group[later] = len(group_outcome)
+        group_outcome.append(k)
+    # per (outcome, year) pair: index of its series offset, or len(breaks) for none
+    pair_break = np.full(len(pairs), len(breaks), dtype=int)
+    for b, (k, after_years) in enumerate(breaks.values()):
+        pair_break[(pairs["k"].eq(k) & pairs["year"].isin(after_years)).to_numpy()] = b
+    coords_breaks = list(breaks)
+
     coords = {"la": las.index.tolist(), "outcome": outcomes, "year": years, "outcome_year": labels,
-              "obs_continuous": np.arange(len(cont)), "obs_binomial": np.arange(len(binom))}
+              "obs_continuous": np.arange(len(cont)), "obs_binomial": np.arange(len(binom)),
+              "series_break": coords_breaks}
     centre = np.array([scales[o]["centre"] for o in outcomes])
     sd_out = np.array([scales[o]["sd"] for o in outcomes])
     z_dep = las["idaci_z"].to_numpy(float)
@@ -154,10 +184,15 @@ def build_conditions_model(panel: pd.DataFrame, spec: ConditionsSpec, priors: Sy
                                        spec.centred)
         if spec.year_effects and len(years) > 1:
             sd_year = pm.HalfNormal("year_sd", priors.year_sd, dims="outcome")
-            year_eff = grouped_year_effects("year_effect", pairs["k"].to_numpy(int), len(outcomes), sd_year,
-                                            "outcome_year")
+            year_eff = grouped_year_effects("year_effect", pair_group, len(group_outcome),
+                                            sd_year[np.asarray(group_outcome, dtype=int)], "outcome_year")
         else:
             year_eff = pt.zeros(len(pairs))
+        if breaks:
+            offset = pm.Normal("series_offset", 0.0, priors.intercept_sd, dims="series_break")
+            k_break = np.array([k for k, _ in breaks.values()], dtype=int)
+            pm.Deterministic("effect_series_offset", offset * sd_out[k_break], dims="series_break")
+            year_eff = year_eff + pt.concatenate([offset, pt.zeros(1)])[pair_break]
         # the same coefficients on each outcome's own (unstandardised) scale, for reports
         for name, b in (("deprivation", b_dep), ("demand_between", b_bet), ("demand_within", b_wit)):
             pm.Deterministic(f"effect_{name}", b * sd_out, dims="outcome")
@@ -184,7 +219,34 @@ def build_conditions_model(panel: pd.DataFrame, spec: ConditionsSpec, priors: Sy
 
 
 GATE_VARS = ("intercept", "b_deprivation", "b_demand_between", "b_demand_within", "la_effect_sd",
-             "la_effect_corr", "la_effect", "year_sd", "year_effect", "residual_sd", "overdispersion")
+             "la_effect_corr", "la_effect", "year_sd", "year_effect", "residual_sd", "overdispersion",
+             "series_offset")
+
+
+def series_breaks(panel: pd.DataFrame, outcomes: list[str], pairs: pd.DataFrame,
+                  years: list[int]) -> dict[str, tuple[int, list[int]]]:
+    """``{"<outcome>: <series>": (outcome index, year positions of the later series)}`` for
+    each outcome of ``SERIES_BREAKS`` observed in both series.  A year that mixes two
+    series is a ValueError (the offset is by year)."""
+    out = {}
+    for k, name in enumerate(outcomes):
+        if name not in SERIES_BREAKS:
+            continue
+        column, later = SERIES_BREAKS[name]
+        observed = panel[OUTCOMES[name][0]].notna()
+        per_year = panel.loc[observed].groupby("year")[column].agg(lambda s: set(s.dropna()))
+        mixed = per_year[per_year.map(len) > 1]
+        if len(mixed):
+            raise ValueError(f"{column} mixes series {sorted(mixed.iloc[0])} in year {mixed.index[0]}")
+        unlabelled = per_year[per_year.map(len) == 0]
+        if len(unlabelled):
+            raise ValueError(f"{OUTCOMES[name][0]} is observed in year {unlabelled.index[0]} "
+                             f"but {column} is blank there")
+        after = sorted(years.index(int(y)) for y, s in per_year.items() if later in s)
+        own = set(pairs.loc[pairs["k"].eq(k), "year"].astype(int))
+        if after and len(own - set(after)):
+            out[f"{name}: {later}"] = (k, after)
+    return out
 
 
 def natural(values, scale: dict):
