@@ -162,6 +162,15 @@ def test_config_section_loads_into_a_run(tmp_path):
     path.write_text('[data]\npreset = "tiny"\nseed = 1\n[latent_class]\nk_max = "three"\n')
     with pytest.raises(UserError, match=r"latent_class.k_max = 'three': expected int"):
         load_config(path)
+    # the report's longer refit of the chosen K
+    path.write_text('[data]\npreset = "tiny"\nseed = 1\n[latent_class]\ndraws = 200\ntune = 300\nfinal_draws = 1500\n'
+                    'final_chains = 4\n')
+    run = LatentClassRun.from_config(load_config(path)["latent_class"], str(path))
+    final = run.final_settings()
+    assert (final.draws, final.tune, final.chains, run.settings().draws) == (1500, 750, 4, 200)
+    assert LatentClassRun().final_settings() is None  # default: report the selection's own fit
+    with pytest.raises(UserError, match=r"final_draws -1"):
+        LatentClassRun.from_config({"final_draws": -1}, str(path))
 
 
 # ---------------------------------------------------------------------------------------

@@ -37,7 +37,8 @@ SCHEMA: dict[str, dict[str, tuple[type, bool]]] = {
                      "n_starts": (int, False), "em_seed": (int, False), "prob": (float, False),
                      "min_share": (float, False), "se_multiplier": (float, False), "episodes": (int, False),
                      "workers": (int, False), "regression": (bool, False), "covariates": (list, False),
-                     "distal": (bool, False), "misalignment": (bool, False)},
+                     "distal": (bool, False), "misalignment": (bool, False), "final_draws": (int, False),
+                     "final_chains": (int, False)},
     "joint": {"k": (int, False), "factors": (list, False), "max_factors": (int, False), "episodes": (int, False),
               "class_slopes": (str, False), "covariates": (list, False), "la_slopes": (bool, False),
               "lsoa_effects": (bool, False), "la_class_weights": (bool, False), "names": (str, False),
@@ -83,35 +84,61 @@ def resolve(name_or_path: str | Path) -> Path:
     return path
 
 
-def load_config(name_or_path: str | Path) -> dict:
-    """Read and check a run config; returns sections with defaults filled in."""
+def read_toml(name_or_path: str | Path) -> tuple[Path, dict]:
+    """The resolved path and the parsed TOML (a clear error when it is not TOML)."""
     path = resolve(name_or_path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return path, tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise UserError(f"{path}: not valid TOML: {err}") from None
-    config: dict = {}
+
+
+def check_section_names(path: Path, raw: dict, allowed=None, what: str = "") -> None:
+    """Every section is known (to ``allowed``, else to SCHEMA) and is a table."""
+    allowed = tuple(SCHEMA) if allowed is None else tuple(allowed)
     for section, value in raw.items():
-        if section not in SCHEMA:
-            raise UserError(f"{path}: unknown section [{section}]; expected one of {', '.join(SCHEMA)}")
+        if section not in allowed:
+            raise UserError(f"{path}: unknown section [{section}]; {what or 'expected one of'} {', '.join(allowed)}")
         if not isinstance(value, dict):
             raise UserError(f"{path}: {section} must be a [table]")
-    for section, keys in SCHEMA.items():
-        given = raw.get(section, {})
-        out = dict(DEFAULTS.get(section, {}))
-        for key, value in given.items():
-            if key not in keys:
-                raise UserError(f"{path}: unknown key {section}.{key}; expected one of {', '.join(keys)}")
-            kind, _ = keys[key]
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                raise UserError(f"{path}: {section}.{key} = {value!r}: expected {kind.__name__}")
-            out[key] = value
-        for key, (_, required) in keys.items():
-            if required and key not in out:
-                raise UserError(f"{path}: missing required key {section}.{key}")
-        config[section] = out
+
+
+def check_section(path: Path, section: str, given: dict) -> dict:
+    """One section's keys and types against SCHEMA, with its defaults filled in."""
+    keys = SCHEMA[section]
+    out = dict(DEFAULTS.get(section, {}))
+    for key, value in given.items():
+        if key not in keys:
+            raise UserError(f"{path}: unknown key {section}.{key}; expected one of {', '.join(keys)}")
+        kind, _ = keys[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise UserError(f"{path}: {section}.{key} = {value!r}: expected {kind.__name__}")
+        out[key] = value
+    for key, (_, required) in keys.items():
+        if required and key not in out:
+            raise UserError(f"{path}: missing required key {section}.{key}")
+    return out
+
+
+def load_sections(name_or_path: str | Path, sections: tuple[str, ...], *, only: bool = False,
+                  what: str = "") -> dict:
+    """Just ``sections`` of a config, checked (a verb that needs no ``[data]``, say).  With
+    ``only``, any other section is an error (``what`` says what such a config holds)."""
+    path, raw = read_toml(name_or_path)
+    check_section_names(path, raw, sections if only else None, what)
+    out: dict = {section: check_section(path, section, raw.get(section, {})) for section in sections}
+    out["_path"] = str(path)
+    out["_sections"] = tuple(raw)
+    return out
+
+
+def load_config(name_or_path: str | Path) -> dict:
+    """Read and check a run config; returns sections with defaults filled in."""
+    path, raw = read_toml(name_or_path)
+    check_section_names(path, raw)
+    config: dict = {section: check_section(path, section, raw.get(section, {})) for section in SCHEMA}
     _check_data(path, raw, config)
     config["_path"] = str(path)
     config["_sections"] = tuple(raw)  # which sections the file gave (optional analyses run only then)

@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import time
-import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -224,31 +223,7 @@ def load_joint_config(name_or_path: str | Path, need_data: bool) -> dict:
     key and type checks.  With ``--extract`` the config needs no ``[data]`` section."""
     if need_data:
         return config_mod.load_config(name_or_path)
-    path = config_mod.resolve(name_or_path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise UserError(f"{path}: not valid TOML: {err}") from None
-    out: dict = {"_path": str(path), "_sections": tuple(raw)}
-    for section, value in raw.items():
-        if section not in config_mod.SCHEMA:
-            raise UserError(f"{path}: unknown section [{section}]; expected one of {', '.join(config_mod.SCHEMA)}")
-        if not isinstance(value, dict):
-            raise UserError(f"{path}: {section} must be a [table]")
-    for section in ("joint", "report"):
-        keys = config_mod.SCHEMA[section]
-        given = dict(config_mod.DEFAULTS.get(section, {}))
-        for key, value in raw.get(section, {}).items():
-            if key not in keys:
-                raise UserError(f"{path}: unknown key {section}.{key}; expected one of {', '.join(keys)}")
-            kind, _ = keys[key]
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                raise UserError(f"{path}: {section}.{key} = {value!r}: expected {kind.__name__}")
-            given[key] = value
-        out[section] = given
-    return out
+    return config_mod.load_sections(name_or_path, ("joint", "report"))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -108,38 +107,8 @@ class SystemRun:
 
 
 def load_system_config(name_or_path: str | Path) -> dict:
-    """Read ``[system]`` and ``[report]`` with the shared SCHEMA's key and type checks.
-
-    ``workflows.config.load_config`` requires the synthetic ``[data]`` section (preset and
-    seed), which a run on the national panel does not have, so the two sections are checked
-    here against the same SCHEMA entries and defaults.
-    """
-    path = config_mod.resolve(name_or_path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise UserError(f"{path}: not valid TOML: {err}") from None
-    allowed = ("system", "report")
-    out: dict = {"_path": str(path)}
-    for section, value in raw.items():
-        if section not in allowed:
-            raise UserError(f"{path}: unknown section [{section}]; a system config has {', '.join(allowed)}")
-        if not isinstance(value, dict):
-            raise UserError(f"{path}: {section} must be a [table]")
-    for section in allowed:
-        keys = config_mod.SCHEMA[section]
-        given = dict(config_mod.DEFAULTS.get(section, {}))
-        for key, value in raw.get(section, {}).items():
-            if key not in keys:
-                raise UserError(f"{path}: unknown key {section}.{key}; expected one of {', '.join(keys)}")
-            kind, _ = keys[key]
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                raise UserError(f"{path}: {section}.{key} = {value!r}: expected {kind.__name__}")
-            given[key] = value
-        out[section] = given
-    return out
+    """Only ``[system]`` and ``[report]``: a run on the national panel has no extract."""
+    return config_mod.load_sections(name_or_path, ("system", "report"), only=True, what="a system config has")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
