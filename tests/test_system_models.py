@@ -310,3 +310,24 @@ def test_conditions_model_builds_with_spend_and_a_series_break_offset():
     mixed.loc[mixed.index[mixed["year"].eq(2021)][0], "spend_series"] = "RO3"
     with pytest.raises(ValueError, match="mixes series"):
         conditions.build_conditions_model(mixed, spec, PRIORS)
+
+
+def test_series_break_ratio_is_reported_when_the_model_has_one():
+    import arviz as az
+    import xarray as xr
+
+    rng = np.random.default_rng(0)
+    outcomes = ["nfa_share", "spend"]
+
+    def draws(*dims, **coords):
+        shape = (2, 50) + tuple(len(v) for v in coords.values())
+        return xr.DataArray(rng.normal(0.1, 0.02, shape), dims=("chain", "draw", *dims), coords=coords)
+
+    post = {f"effect_{n}": draws("outcome", outcome=outcomes)
+            for n in ("deprivation", "demand_between", "demand_within")}
+    without = conditions.coefficient_ratios(az.InferenceData(posterior=xr.Dataset(post)))
+    assert "series_break_ratio" not in without
+    post["effect_series_offset"] = draws("series_break", series_break=["spend: RO3"])
+    ratios = conditions.coefficient_ratios(az.InferenceData(posterior=xr.Dataset(post)))
+    np.testing.assert_allclose(ratios["series_break_ratio"].values, np.exp(post["effect_series_offset"].values))
+    np.testing.assert_allclose(ratios["deprivation_per_sd"].values, np.exp(post["effect_deprivation"].values))

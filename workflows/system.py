@@ -252,6 +252,10 @@ def fit_conditions(panel, run_config, priors, prob, figdir, la_names, log) -> Mo
         kind = "rate ratio" if model.scales[o]["kind"] == "log" else "odds ratio"
         res.headlines.append(f"One SD more LA deprivation (IDACI), at the same demand: {OUTCOME_LABELS[o]} "
                              f"{kind} {_fmt(row, 2)} ({pct}; P(higher) {row['P(> 1)']:.0%}).")
+    for brk, row in res.tables.get("series_break_ratio", pd.DataFrame()).iterrows():
+        res.headlines.append(f"Series break ({brk}): in the RO3 years the same LA's spend per child was {_fmt(row, 2)} "
+                             f"times its S251 level ({pct}); this mixes the change of definition with growth between "
+                             "the periods, so the two series are not compared directly.")
     fig = plots.plot_partial(curves["deprivation"], OUTCOME_LABELS, prob)
     res.figures.append(("Partial relationship with LA deprivation (typical LA, average year, demand at the mean)",
                         _save(fig, figdir / "conditions_partial_deprivation.png")))

@@ -274,6 +274,11 @@ def coefficient_ratios(idata) -> dict[str, xr.DataArray]:
     """Effects per SD of IDACI and of LA demand, and per +10% within-LA demand, as ratios on
     each outcome's link scale: rate ratios (log outcomes) or odds ratios (shares, rates)."""
     post = idata.posterior
-    return {"deprivation_per_sd": np.exp(post["effect_deprivation"]),
-            "demand_between_per_sd": np.exp(post["effect_demand_between"]),
-            "demand_within_per_10pct": np.exp(post["effect_demand_within"] * np.log(1.1))}
+    out = {"deprivation_per_sd": np.exp(post["effect_deprivation"]),
+           "demand_between_per_sd": np.exp(post["effect_demand_between"]),
+           "demand_within_per_10pct": np.exp(post["effect_demand_within"] * np.log(1.1))}
+    if "effect_series_offset" in post:
+        # RO3 years over S251 years, same LA, year effects averaged within each series: the
+        # definition change and the growth between the periods together (not separable here)
+        out["series_break_ratio"] = np.exp(post["effect_series_offset"])
+    return out
