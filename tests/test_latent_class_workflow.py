@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from _confidential import assert_no_episode_values
+
 from models.suppression import SuppressionRule
 from workflows import cli
 from workflows.errors import UserError
@@ -104,14 +106,7 @@ def test_episode_memberships_in_memory_only(report, analysis, tiny_extract):
     assert analysis.class_sizes()["modal_episodes"].to_dict() == modal.value_counts().reindex(
         analysis.names, fill_value=0).to_dict()
     out, _ = report
-    extract = pd.read_csv(tiny_extract, dtype=str)
-    secrets = set(extract["child_id"]) | set(extract["episode_id"]) | set(extract["lsoa_code"]) \
-        | set(extract["referral_date"])
-    for path in out.rglob("*"):
-        if path.suffix in {".md", ".html", ".csv", ".json"}:
-            text = path.read_text()
-            leaked = [s for s in list(secrets)[:5000] if s in text]
-            assert not leaked, (path.name, leaked[:3])
+    assert_no_episode_values(out, tiny_extract)
     idata = az.from_netcdf(out / "posterior.nc")
     assert set(idata.groups()) == {"posterior", "sample_stats"}        # no pattern counts or matrix
     assert set(idata.posterior.data_vars) == {"class_weight", "item_prob"}

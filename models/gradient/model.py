@@ -107,9 +107,17 @@ def model_coords(cells: pd.DataFrame, spec: GradientSpec) -> dict[str, list]:
         "cell": np.arange(len(cells)),
     }
     coords["year_nonref"] = coords["year"][1:]
-    for cov in spec.covariates:
+    coords.update(covariate_coords(cells, spec.covariates, spec.reference))
+    return coords
+
+
+def covariate_coords(cells: pd.DataFrame, covariates, reference: dict) -> dict[str, list]:
+    """Each covariate's levels present in the data and its non-reference levels (the
+    reference, by default the first level, must be present)."""
+    coords = {}
+    for cov in covariates:
         levels = _levels(cells[cov])
-        ref = spec.reference.get(cov, levels[0])
+        ref = reference.get(cov, levels[0])
         if ref not in levels:
             raise ValueError(f"reference level {ref!r} of {cov} is absent from the data; levels: {levels}")
         coords[cov] = levels

@@ -38,7 +38,7 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
-from models.gradient.model import group_level
+from models.gradient.model import covariate_coords, group_level
 from models.joint.data import JointData
 from models.latent_class.em import EMResult, posterior_membership
 from models.latent_class.model import INIT_CLIP, LatentClassPriors, class_labels, pattern_class_loglik
@@ -116,13 +116,6 @@ def _centre(data: JointData) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
-def _levels(series: pd.Series) -> list[str]:
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        present = set(series.astype(str).unique())
-        return [str(c) for c in series.cat.categories if str(c) in present]
-    return sorted(series.astype(str).unique())
-
-
 def _index(values: pd.Series, labels: list[str]) -> np.ndarray:
     lookup = {lab: i for i, lab in enumerate(labels)}
     return values.astype(str).map(lookup).to_numpy(dtype="int64")
@@ -138,13 +131,7 @@ def model_coords(data: JointData, spec: JointSpec) -> dict[str, list]:
         "lsoa": sorted(cells["lsoa_code"].astype(str).unique()),
         "pattern_id": np.arange(data.patterns.n_patterns),
     }
-    for cov in data.covariates:
-        levels = _levels(cells[cov])
-        ref = spec.reference.get(cov, levels[0])
-        if ref not in levels:
-            raise ValueError(f"reference level {ref!r} of {cov} is absent from the data; levels: {levels}")
-        coords[cov] = levels
-        coords[f"{cov}_nonref"] = [lv for lv in levels if lv != ref]
+    coords.update(covariate_coords(cells, data.covariates, spec.reference))
     return coords
 
 

@@ -114,3 +114,13 @@ def grouped_year_effects(name: str, pair_outcome: np.ndarray, n_outcome: int, sd
     sums = pt.inc_subtensor(sums[pair_outcome], raw)
     counts = np.bincount(pair_outcome, minlength=n_outcome).astype(float)
     return pm.Deterministic(name, raw - (sums / counts)[pair_outcome], dims=dims)
+
+
+def negative_binomial_counts(cells, eta, stage_index: np.ndarray, overdispersion_sd: float) -> None:
+    """Counts ~ NegativeBinomial(exposure x exp(eta)), with a coefficient of variation of
+    the extra-Poisson noise per stage (``overdispersion``): the trend and LA gradient models
+    share it."""
+    cv = pm.HalfNormal("overdispersion", overdispersion_sd, dims="stage")
+    mu = pt.exp(eta + np.log(cells["exposure"].to_numpy(float)))
+    pm.NegativeBinomial("count", mu=mu, alpha=1.0 / pt.sqr(cv[stage_index]),
+                        observed=cells["count"].to_numpy("int64"), dims="cell")

@@ -24,11 +24,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 import pymc as pm
-import pytensor.tensor as pt
 import xarray as xr
 
 from models.system import data as sysdata
-from models.system.components import SystemPriors, correlated_la_effects, grouped_year_effects
+from models.system.components import (SystemPriors, correlated_la_effects, grouped_year_effects,
+                                     negative_binomial_counts)
 
 
 @dataclass(frozen=True)
@@ -78,10 +78,7 @@ def build_la_gradient_model(panel: pd.DataFrame, spec: LAGradientSpec, priors: S
             sd_year = pm.HalfNormal("year_sd", priors.year_sd, dims="stage")
             year = grouped_year_effects("year_effect", pairs["k"].to_numpy(int), len(stages), sd_year, "stage_year")
             eta = eta + year[cell_pair]
-        cv = pm.HalfNormal("overdispersion", priors.overdispersion_sd, dims="stage")
-        mu = pt.exp(eta + np.log(cells["exposure"].to_numpy(float)))
-        pm.NegativeBinomial("count", mu=mu, alpha=1.0 / pt.sqr(cv[s_idx]),
-                            observed=cells["count"].to_numpy("int64"), dims="cell")
+        negative_binomial_counts(cells, eta, s_idx, priors.overdispersion_sd)
     model.cells = cells
     return model
 

@@ -30,7 +30,7 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from models.system import data as sysdata
-from models.system.components import SystemPriors, correlated_la_effects
+from models.system.components import SystemPriors, correlated_la_effects, negative_binomial_counts
 
 SAMPLE = ("chain", "draw")
 
@@ -106,10 +106,7 @@ def build_trend_model(panel: pd.DataFrame, spec: TrendSpec, priors: SystemPriors
             eta = eta + trends[la_idx, s_idx] * t_year[y_idx]
         else:
             eta = eta + slope[s_idx] * t_year[y_idx]
-        cv = pm.HalfNormal("overdispersion", priors.overdispersion_sd, dims="stage")
-        mu = pt.exp(eta + np.log(cells["exposure"].to_numpy(float)))
-        pm.NegativeBinomial("count", mu=mu, alpha=1.0 / pt.sqr(cv[s_idx]),
-                            observed=cells["count"].to_numpy("int64"), dims="cell")
+        negative_binomial_counts(cells, eta, s_idx, priors.overdispersion_sd)
     model.cells = cells
     return model
 
