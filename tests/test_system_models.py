@@ -259,6 +259,32 @@ def test_system_config_loads_and_mistakes_are_named(tmp_path):
     bad.write_text('[data]\npreset = "tiny"\nseed = 1\n', encoding="utf-8")
     with pytest.raises(UserError, match=r"unknown section \[data\]"):
         load_system_config(bad)
+    assert run.settings().mass_matrix == "low_rank"   # the shipped config
+    bad.write_text('[system]\nsampler = "pymc"\nmass_matrix = "low_rank"\n', encoding="utf-8")
+    with pytest.raises(UserError, match="low_rank.*needs the nutpie sampler"):
+        SystemRun.from_config(load_system_config(bad)["system"], str(bad))
+    bad.write_text('[system]\nmass_matrix = "dense"\n', encoding="utf-8")
+    with pytest.raises(UserError, match="unknown mass_matrix 'dense'"):
+        SystemRun.from_config(load_system_config(bad)["system"], str(bad))
+
+
+@pytest.mark.parametrize("centred", [True, False])
+def test_year_effects_have_the_same_prior_centred_or_not(centred):
+    """The centred and non-centred year effects are one prior written two ways: each
+    outcome's effects sum to zero over its own years, with SD sd x sqrt(1 - 1/n_years)."""
+    import pymc as pm
+
+    from models.system.components import grouped_year_effects
+
+    pair_outcome = np.array([0] * 4 + [1] * 8)
+    with pm.Model(coords={"pair": np.arange(12)}):
+        sd = np.array([0.5, 2.0])
+        effect = grouped_year_effects("year_effect", pair_outcome, 2, sd, "pair", centred=centred)
+    draws = pm.draw(effect, draws=20_000, random_seed=3)
+    np.testing.assert_allclose(draws[:, :4].sum(axis=1), 0, atol=1e-9)
+    np.testing.assert_allclose(draws[:, 4:].sum(axis=1), 0, atol=1e-9)
+    expected = np.r_[np.full(4, 0.5 * np.sqrt(1 - 1 / 4)), np.full(8, 2.0 * np.sqrt(1 - 1 / 8))]
+    np.testing.assert_allclose(draws.std(axis=0), expected, rtol=0.05)
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,3 +357,27 @@ def test_series_break_ratio_is_reported_when_the_model_has_one():
     ratios = conditions.coefficient_ratios(az.InferenceData(posterior=xr.Dataset(post)))
     np.testing.assert_allclose(ratios["series_break_ratio"].values, np.exp(post["effect_series_offset"].values))
     np.testing.assert_allclose(ratios["deprivation_per_sd"].values, np.exp(post["effect_deprivation"].values))
+
+
+def test_low_rank_mass_matrix_reaches_nutpie(monkeypatch):
+    """``mass_matrix = "low_rank"`` is passed to nutpie as its low-rank modified mass
+    matrix; "diag" passes nothing extra (the sampler's default)."""
+    import pymc as pm
+
+    from models import sampling
+
+    seen = []
+
+    def fake_sample(**kwargs):
+        seen.append(kwargs)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(sampling.pm, "sample", fake_sample)
+    with pm.Model() as model:
+        pm.Normal("x")
+    for mass_matrix in ("low_rank", "diag"):
+        with pytest.raises(RuntimeError, match="stop"):
+            fit(model, SamplerSettings(draws=10, tune=10, chains=1, mass_matrix=mass_matrix))
+    assert seen[0]["nuts_sampler"] == "nutpie"
+    assert seen[0]["nuts_sampler_kwargs"] == {"low_rank_modified_mass_matrix": True}
+    assert "nuts_sampler_kwargs" not in seen[1]

@@ -24,7 +24,7 @@ SCHEMA: dict[str, dict[str, tuple[type, bool]]] = {
                "chains": (int, False), "seed": (int, False), "prob": (float, False), "models": (list, False),
                "first_year": (int, False), "last_year": (int, False), "trend_stages": (list, False),
                "gradient_stages": (list, False), "outcomes": (list, False), "exclude": (list, False),
-               "max_las": (int, False)},
+               "max_las": (int, False), "mass_matrix": (str, False)},
     "sbc": {"preset": (str, False), "replicates": (int, False), "prior": (str, False), "generator_prior": (str, False),
             "draws": (int, False), "tune": (int, False), "chains": (int, False), "n_ranks": (int, False),
             "seed": (int, False)},

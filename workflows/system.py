@@ -56,12 +56,14 @@ class SystemRun:
     tune: int = 1000
     chains: int = 4
     seed: int = 1
+    #: "low_rank" (nutpie) or "diag": see models.sampling.SamplerSettings.
+    mass_matrix: str = "diag"
     prob: float = 0.9
     models: tuple[str, ...] = MODELS
     first_year: int = 2010
     last_year: int = 2025
     trend_stages: tuple[str, ...] = ("referrals", "cpp_start", "cla_31mar")
-    gradient_stages: tuple[str, ...] = ("referrals", "s47", "icpc", "cpp_start", "cla_31mar")
+    gradient_stages: tuple[str, ...] = grad_model.LAGradientSpec.stages
     outcomes: tuple[str, ...] = ("nfa", "caseload", "agency", "turnover", "vacancy")
     #: LA codes left out (e.g. the Isles of Scilly); every choice is listed in the report.
     exclude: tuple[str, ...] = ()
@@ -80,6 +82,7 @@ class SystemRun:
         if self.first_year >= self.last_year:
             raise ValueError(f"first_year {self.first_year} must be before last_year {self.last_year}")
         self.trend_spec(), self.gradient_spec(), self.conditions_spec()  # name bad stages/outcomes
+        self.settings()  # a bad sampler / mass matrix pairing
 
     def trend_spec(self):
         return trend_model.TrendSpec(stages=self.trend_stages, reference=self.trend_stages[0])
@@ -92,7 +95,7 @@ class SystemRun:
 
     def settings(self) -> SamplerSettings:
         return SamplerSettings(sampler=self.sampler, draws=self.draws, tune=self.tune, chains=self.chains,
-                               seed=self.seed)
+                               seed=self.seed, mass_matrix=self.mass_matrix)
 
     @classmethod
     def from_config(cls, section: dict, where: str) -> "SystemRun":
@@ -173,6 +176,11 @@ def summarise(draws, prob: float) -> pd.DataFrame:
     return frame[["median", "lower", "upper"]]
 
 
+def _sentence_case(text: str) -> str:
+    """First letter up, the rest as written ("31 March" keeps its capital)."""
+    return text[:1].upper() + text[1:]
+
+
 def _fmt(row, digits=1) -> str:
     return f"{row['median']:.{digits}f} ({row['lower']:.{digits}f} to {row['upper']:.{digits}f})"
 
@@ -196,7 +204,7 @@ def fit_trends(panel, run_config, priors, prob, rule, figdir, la_names, log) -> 
     pct = f"{prob:.0%} CrI"
     ref = spec.reference
     for stage, row in res.tables["trend_pct_per_year"].iterrows():
-        res.headlines.append(f"{STAGE_LABELS[stage].capitalize()} per child changed by {_fmt(row, 2)}% a year "
+        res.headlines.append(f"{_sentence_case(STAGE_LABELS[stage])} per child changed by {_fmt(row, 2)}% a year "
                              f"({pct}) in a typical LA, {panel['year'].min()}-{panel['year'].max()}.")
     if "relative_trend_pct_per_year" in res.tables:
         for stage, row in res.tables["relative_trend_pct_per_year"].iterrows():
@@ -447,8 +455,9 @@ def _sections(results: list[ModelResult], panel: pd.DataFrame, run_config: Syste
         sections.append(Section(f"Model: {r.name}", [intro], tables=tables, figures=r.figures))
     sections.append(Section("Priors and sampling", [
         f"Prior set '{priors.name}': " + "; ".join(f"{k} {v}" for k, v in priors.describe().items()) + ".",
-        f"Sampler {run_config.sampler}, {run_config.chains} chains x {run_config.draws} draws after "
-        f"{run_config.tune} tuning, seed {run_config.seed}. Intervals are {run_config.prob:.0%} equal-tailed "
+        f"Sampler {run_config.sampler} ({run_config.mass_matrix.replace('_', '-')} mass matrix), "
+        f"{run_config.chains} chains x {run_config.draws} draws after {run_config.tune} tuning, "
+        f"seed {run_config.seed}. Intervals are {run_config.prob:.0%} equal-tailed "
         "credible intervals.",
         f"Observed England-wide rates are plotted only where at least {rule.threshold} events underlie them.",
     ]))

@@ -102,14 +102,25 @@ def correlated_la_effects(model: pm.Model, name: str, dim: str, mean, sd_scale, 
     return values
 
 
-def grouped_year_effects(name: str, pair_outcome: np.ndarray, n_outcome: int, sd, dims: str):
+def grouped_year_effects(name: str, pair_outcome: np.ndarray, n_outcome: int, sd, dims: str,
+                         centred: bool = True):
     """Year effects for the observed (outcome, year) pairs, each outcome's summing to zero
     over its own years, so the intercept is that outcome's average over the years it is
     published (workforce 2018-2025, NFA 2012-2025, ...), not a mix with unpublished years.
 
-    ``pair_outcome`` gives the outcome index of each pair; ``sd`` is per outcome.
+    ``pair_outcome`` gives the outcome index of each pair; ``sd`` is per outcome.  Centred
+    (the effects themselves are the parameters) or non-centred (raw x sd): the same prior.
+    Centred suits year effects the data pin down far more tightly than their prior, as the
+    real panel's ~150 LAs do for the count models' large year-to-year swings (LA gradient
+    model: min bulk ESS 253 centred vs 82 non-centred, year_sd[s47] the worst); non-centred
+    suits small or weakly informed year effects (30 simulated LAs: the centred conditions
+    model had bulk ESS 12).  Each model's spec chooses (``year_centred``); the figures are in
+    benchmarks/RESULTS.md (``benchmarks/bench_system.py``).
     """
-    raw = pm.Normal(f"{name}_raw", 0.0, 1.0, dims=dims) * sd[pair_outcome]
+    if centred:
+        raw = pm.Normal(f"{name}_raw", 0.0, sd[pair_outcome], dims=dims)
+    else:
+        raw = pm.Normal(f"{name}_raw", 0.0, 1.0, dims=dims) * sd[pair_outcome]
     sums = pt.zeros(n_outcome)
     sums = pt.inc_subtensor(sums[pair_outcome], raw)
     counts = np.bincount(pair_outcome, minlength=n_outcome).astype(float)

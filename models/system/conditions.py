@@ -75,6 +75,9 @@ class ConditionsSpec:
     demand: str = "cin_31mar"
     year_effects: bool = True
     centred: bool = True
+    #: year effects non-centred: standardised outcomes' year effects are small next to their
+    #: noise (see components.grouped_year_effects)
+    year_centred: bool = False
 
     def __post_init__(self):
         unknown = [o for o in self.outcomes if o not in OUTCOMES]
@@ -185,7 +188,8 @@ def build_conditions_model(panel: pd.DataFrame, spec: ConditionsSpec, priors: Sy
         if spec.year_effects and len(years) > 1:
             sd_year = pm.HalfNormal("year_sd", priors.year_sd, dims="outcome")
             year_eff = grouped_year_effects("year_effect", pair_group, len(group_outcome),
-                                            sd_year[np.asarray(group_outcome, dtype=int)], "outcome_year")
+                                            sd_year[np.asarray(group_outcome, dtype=int)], "outcome_year",
+                                            centred=spec.year_centred)
         else:
             year_eff = pt.zeros(len(pairs))
         if breaks:

@@ -33,9 +33,16 @@ from models.system.components import (SystemPriors, correlated_la_effects, group
 
 @dataclass(frozen=True)
 class LAGradientSpec:
-    stages: tuple[str, ...] = ("referrals", "s47", "icpc", "cpp_start", "cla_31mar")
+    #: No ICPCs by default: nearly every conference starts a plan, so an LA's ICPC and CPP
+    #: start effects correlate at 0.99 on the real panel; the near-singular covariance made
+    #: NUTS take 96-161 leapfrog steps per draw (1520 s at 4 x 1500, bulk ESS 263) where
+    #: the four stages below take ~31 (benchmarks/RESULTS.md).  Add "icpc" to see it.
+    stages: tuple[str, ...] = ("referrals", "s47", "cpp_start", "cla_31mar")
     year_effects: bool = True
     centred: bool = True
+    #: year effects centred: ~150 LAs pin each stage's year swings down (3.8x the bulk ESS per
+    #: second of the non-centred form on the real panel; see components.grouped_year_effects)
+    year_centred: bool = True
 
     def __post_init__(self):
         sysdata.measure_columns(self.stages)
@@ -76,7 +83,8 @@ def build_la_gradient_model(panel: pd.DataFrame, spec: LAGradientSpec, priors: S
         eta = values[la_idx, s_idx]
         if spec.year_effects and len(years) > 1:
             sd_year = pm.HalfNormal("year_sd", priors.year_sd, dims="stage")
-            year = grouped_year_effects("year_effect", pairs["k"].to_numpy(int), len(stages), sd_year, "stage_year")
+            year = grouped_year_effects("year_effect", pairs["k"].to_numpy(int), len(stages), sd_year, "stage_year",
+                                        centred=spec.year_centred)
             eta = eta + year[cell_pair]
         negative_binomial_counts(cells, eta, s_idx, priors.overdispersion_sd)
     model.cells = cells

@@ -44,6 +44,9 @@ class TrendSpec:
     la_trends: bool = True
     year_deviations: bool = True
     centred: bool = True
+    #: national year deviations centred (see components.grouped_year_effects); on the real
+    #: panel the LA trend correlations, not these, limit the ESS either way
+    year_centred: bool = True
 
     def __post_init__(self):
         sysdata.measure_columns(self.stages)
@@ -86,7 +89,12 @@ def build_trend_model(panel: pd.DataFrame, spec: TrendSpec, priors: SystemPriors
         national = intercept[:, None] + slope[:, None] * t_year[None, :]
         if spec.year_deviations and len(years) > 2:
             sd_year = pm.HalfNormal("year_sd", priors.year_sd, dims="stage")
-            raw = pm.Normal("year_raw", 0.0, 1.0, dims=("stage", "year")) * sd_year[:, None]
+            # Centred by default: every LA's cells inform a national year deviation (see
+            # components.grouped_year_effects).
+            if spec.year_centred:
+                raw = pm.Normal("year_raw", 0.0, sd_year[:, None], dims=("stage", "year"))
+            else:
+                raw = pm.Normal("year_raw", 0.0, 1.0, dims=("stage", "year")) * sd_year[:, None]
             deviation = pm.Deterministic("year_deviation", pt.dot(raw, _projection(t_year)),
                                          dims=("stage", "year"))
             national = national + deviation

@@ -1,0 +1,82 @@
+"""The ``system`` verb end to end on the committed LA panel (issue 6): the report, its
+tables and figures, the manifest, NOT FOR CITATION marking, and reuse of an unchanged run.
+
+Small on purpose (10 LAs x 2018-2023, 2 chains x 100 draws): the fits fail the convergence
+gate, which is what the marking tests need; the real-panel fits at the shipped settings
+are recorded in benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from models.suppression import SuppressionRule
+from workflows.build_panel import PANEL_DIR, PANEL_FILE
+from workflows.errors import UserError
+from workflows.run_cache import NOT_FOR_CITATION
+from workflows.system import SystemRun, write_system_report
+
+PANEL = PANEL_DIR / PANEL_FILE
+RUN = SystemRun(draws=100, tune=100, chains=2, seed=3, first_year=2018, last_year=2023, max_las=10,
+                outcomes=("nfa", "spend", "caseload", "agency"))
+RULE = SuppressionRule(10, "c")
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("system") / "out"
+    lines = []
+    write_system_report(PANEL, out, RUN, RULE, log=lines.append)
+    return out, lines
+
+
+def test_report_has_every_model_with_its_tables_and_figures(report_dir):
+    out, lines = report_dir
+    report = (out / "report.md").read_text(encoding="utf-8")
+    for name in ("trends", "conditions", "gradient"):
+        assert f"## Model: {name}" in report
+        assert (out / f"posterior_{name}.nc").stat().st_size > 0
+    assert (out / "report.html").exists()
+    for figure in ("trends_rates.png", "conditions_partial_deprivation.png", "gradient_by_idaci.png"):
+        assert (out / "figures" / figure).stat().st_size > 1000
+        assert f"figures/{figure}" in report
+    table = pd.read_csv(out / "tables" / "gradient_ratio_p90_vs_p10.csv", index_col=0)
+    assert list(table.index) == list(RUN.gradient_stages)
+    assert ((table["lower"] <= table["median"]) & (table["median"] <= table["upper"])).all()
+    assert (table["median"] > 0).all()
+    offset = pd.read_csv(out / "tables" / "conditions_series_break_ratio.csv", index_col=0)
+    assert len(offset) == 1 and offset["lower"].iloc[0] > 0
+    assert "Children looked after at 31 March per child" in report   # not "31 march"
+    assert "(diag mass matrix)" in report and "10 LAs" in " ".join(lines)
+
+
+def test_a_fit_that_fails_the_gate_is_marked_in_report_tables_and_manifest(report_dir):
+    out, _ = report_dir
+    manifest = json.loads((out / "manifest.json").read_text())
+    failed = [name for name, gate in manifest["convergence"].items() if not gate["passed"]]
+    assert failed, "2 chains x 100 draws should not pass the gate"
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert NOT_FOR_CITATION in report
+    for name in failed:
+        tables = list((out / "tables").glob(f"{name}_*.csv"))
+        assert tables and all(NOT_FOR_CITATION in t.read_text() for t in tables)
+    assert manifest["config"]["draws"] == 100 and manifest["seed"] == 3
+    assert len(manifest["inputs"]["panel"]["sha256"]) == 64
+
+
+def test_an_unchanged_run_is_reused_and_a_changed_one_refitted(report_dir, tmp_path):
+    out, _ = report_dir
+    before = (out / "manifest.json").read_text()
+    lines = []
+    write_system_report(PANEL, out, RUN, RULE, log=lines.append)
+    assert any("reusing" in line for line in lines)
+    assert (out / "manifest.json").read_text() == before
+
+
+def test_a_missing_panel_is_named(tmp_path):
+    with pytest.raises(UserError, match="nowhere.csv not found"):
+        write_system_report(tmp_path / "nowhere.csv", tmp_path / "out", RUN, RULE)
+    assert not (tmp_path / "out").exists()
