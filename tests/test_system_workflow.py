@@ -47,6 +47,9 @@ def test_report_has_every_model_with_its_tables_and_figures(report_dir):
     assert list(table.index) == list(RUN.gradient_stages)
     assert ((table["lower"] <= table["median"]) & (table["median"] <= table["upper"])).all()
     assert (table["median"] > 0).all()
+    steep = pd.read_csv(out / "tables" / "gradient_steepening_vs_first.csv", index_col=0)
+    assert list(steep.index) == list(RUN.gradient_stages[1:])   # no trivial reference row
+    assert steep["P(steeper)"].between(0, 1).all()
     offset = pd.read_csv(out / "tables" / "conditions_series_break_ratio.csv", index_col=0)
     assert len(offset) == 1 and offset["lower"].iloc[0] > 0
     assert "Children looked after at 31 March per child" in report   # not "31 march"

@@ -291,10 +291,12 @@ def fit_gradient(panel, run_config, priors, prob, rule, figdir, la_names, log) -
     las, idaci = sysdata.la_table(panel)
     eff = grad_model.gradient_effects(idata, idaci, las)
     res = ModelResult("gradient", idata, gate, seconds=idata.posterior.attrs["wall_seconds"])
-    for name in ("ratio_per_sd", "ratio_per_0.1", "ratio_p90_vs_p10", "steepening_vs_first"):
+    later = eff["steepening_vs_first"].sizes["stage"] > 0
+    for name in ("ratio_per_sd", "ratio_per_0.1", "ratio_p90_vs_p10") + (("steepening_vs_first",) if later else ()):
         res.tables[name] = summarise(eff[name], prob)
-    res.tables["steepening_vs_first"]["P(steeper)"] = (
-        (eff["steepening_vs_first"] > 1).mean(("chain", "draw")).to_series())
+    if later:
+        res.tables["steepening_vs_first"]["P(steeper)"] = (
+            (eff["steepening_vs_first"] > 1).mean(("chain", "draw")).to_series())
     pct = f"{prob:.0%} CrI"
     for stage, row in res.tables["ratio_p90_vs_p10"].iterrows():
         res.headlines.append(f"LAs at the 90th percentile of IDACI had {_fmt(row, 2)} ({pct}) times the rate of "
@@ -307,9 +309,11 @@ def fit_gradient(panel, run_config, priors, prob, rule, figdir, la_names, log) -
     fig = plots.plot_rate_by_idaci(eff["rate_by_idaci"], g, prob, STAGE_LABELS)
     res.figures.append(("Rate per 10,000 children by LA IDACI score, typical LA and average year, with each LA's "
                         "mean observed rate", _save(fig, figdir / "gradient_by_idaci.png")))
-    fig = plots.plot_forest(eff["steepening_vs_first"], "stage", prob, xlabel=f"gradient relative to "
-                            f"{STAGE_LABELS[spec.stages[0]]} (ratio of rate ratios per SD)")
-    res.figures.append(("Does the gradient steepen at later stages?", _save(fig, figdir / "gradient_steepening.png")))
+    if later:
+        fig = plots.plot_forest(eff["steepening_vs_first"], "stage", prob, xlabel=f"gradient relative to "
+                                f"{STAGE_LABELS[spec.stages[0]]} (ratio of rate ratios per SD)")
+        res.figures.append(("Does the gradient steepen at later stages?",
+                            _save(fig, figdir / "gradient_steepening.png")))
     last = spec.stages[-1]
     fig = plots.plot_caterpillar(idata.posterior["la_effect"].sel(stage=last), la_names, prob,
                                  xlabel="LA effect (log rate, after deprivation)",

@@ -109,7 +109,7 @@ def gradient_effects(idata, idaci: sysdata.IdaciScale, las: pd.DataFrame, per: f
         "ratio_per_sd": np.exp(g),
         "ratio_per_0.1": np.exp(g * 0.1 / idaci.sd),
         "ratio_p90_vs_p10": np.exp(g * (p90 - p10) / idaci.sd),
-        "steepening_vs_first": np.exp(g - g.sel(stage=first)),
+        "steepening_vs_first": np.exp(g.isel(stage=slice(1, None)) - g.sel(stage=first)),  # later stages
         "rate_by_idaci": np.exp(post["intercept"] + g * (score - idaci.mean) / idaci.sd) * per,
     }
     out["rate_by_idaci"].attrs["measure"] = f"per {per:,.0f} children, typical LA"
