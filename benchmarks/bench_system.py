@@ -21,7 +21,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from models.sampling import SamplerSettings, convergence_table, divergences, fit  # noqa: E402
@@ -56,9 +55,9 @@ def main(argv=None) -> int:
     print(f"# {args.model} model{stages}, real panel: {panel['la_code'].nunique()} LAs x {panel['year'].nunique()} years; "
           f"{args.chains} chains x {args.draws} draws (+{args.draws} tuning), seed {args.seed}; "
           f"python {platform.python_version()}, {platform.machine()}")
+    extra = {"stages": tuple(args.stages)} if args.stages else {}
     rows = []
     for year_centred, mass_matrix in VARIANTS:
-        extra = {"stages": tuple(args.stages)} if args.stages else {}
         model = build(panel, make_spec(year_centred=year_centred, **extra), priors)
         settings = SamplerSettings(draws=args.draws, tune=args.draws, chains=args.chains, seed=args.seed,
                                    mass_matrix=mass_matrix)

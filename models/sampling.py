@@ -33,8 +33,8 @@ class SamplerSettings:
     seed: int = 1
     progressbar: bool = False
     #: "diag" (every sampler) or "low_rank" (nutpie's low-rank modified mass matrix, which
-    #: learns the strongest posterior correlations during tuning: on the real-panel LA
-    #: gradient model it cut leapfrog steps per draw from 96 to 71).
+    #: learns the strongest posterior correlations during tuning; measured against "diag"
+    #: in benchmarks/bench_system.py).
     mass_matrix: str = "diag"
 
     def __post_init__(self):

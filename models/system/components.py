@@ -102,6 +102,14 @@ def correlated_la_effects(model: pm.Model, name: str, dim: str, mean, sd_scale, 
     return values
 
 
+def scaled_normal(name: str, sd, dims, centred: bool):
+    """Normal(0, sd) written centred (the values are the parameters) or non-centred
+    (a standard normal times ``sd``): one prior, two geometries (see grouped_year_effects)."""
+    if centred:
+        return pm.Normal(name, 0.0, sd, dims=dims)
+    return pm.Normal(name, 0.0, 1.0, dims=dims) * sd
+
+
 def grouped_year_effects(name: str, pair_outcome: np.ndarray, n_outcome: int, sd, dims: str,
                          centred: bool = True):
     """Year effects for the observed (outcome, year) pairs, each outcome's summing to zero
@@ -117,10 +125,7 @@ def grouped_year_effects(name: str, pair_outcome: np.ndarray, n_outcome: int, sd
     model had bulk ESS 12).  Each model's spec chooses (``year_centred``); the figures are in
     benchmarks/RESULTS.md (``benchmarks/bench_system.py``).
     """
-    if centred:
-        raw = pm.Normal(f"{name}_raw", 0.0, sd[pair_outcome], dims=dims)
-    else:
-        raw = pm.Normal(f"{name}_raw", 0.0, 1.0, dims=dims) * sd[pair_outcome]
+    raw = scaled_normal(f"{name}_raw", sd[pair_outcome], dims, centred)
     sums = pt.zeros(n_outcome)
     sums = pt.inc_subtensor(sums[pair_outcome], raw)
     counts = np.bincount(pair_outcome, minlength=n_outcome).astype(float)

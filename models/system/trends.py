@@ -30,7 +30,8 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from models.system import data as sysdata
-from models.system.components import SystemPriors, correlated_la_effects, negative_binomial_counts
+from models.system.components import (SystemPriors, correlated_la_effects, negative_binomial_counts,
+                                     scaled_normal)
 
 SAMPLE = ("chain", "draw")
 
@@ -89,12 +90,7 @@ def build_trend_model(panel: pd.DataFrame, spec: TrendSpec, priors: SystemPriors
         national = intercept[:, None] + slope[:, None] * t_year[None, :]
         if spec.year_deviations and len(years) > 2:
             sd_year = pm.HalfNormal("year_sd", priors.year_sd, dims="stage")
-            # Centred by default: every LA's cells inform a national year deviation (see
-            # components.grouped_year_effects).
-            if spec.year_centred:
-                raw = pm.Normal("year_raw", 0.0, sd_year[:, None], dims=("stage", "year"))
-            else:
-                raw = pm.Normal("year_raw", 0.0, 1.0, dims=("stage", "year")) * sd_year[:, None]
+            raw = scaled_normal("year_raw", sd_year[:, None], ("stage", "year"), spec.year_centred)
             deviation = pm.Deterministic("year_deviation", pt.dot(raw, _projection(t_year)),
                                          dims=("stage", "year"))
             national = national + deviation
