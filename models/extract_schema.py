@@ -221,6 +221,30 @@ def normalise_header(name: object) -> str:
     return str(name).strip().lower()
 
 
+def spreadsheet_column(position: int) -> str:
+    """Column ``position`` (0-based) as a spreadsheet shows it: ``4`` -> ``"5 (E)"``."""
+    letters, k = "", position + 1
+    while k:
+        k, r = divmod(k - 1, 26)
+        letters = chr(ord("A") + r) + letters
+    return f"{position + 1} ({letters})"
+
+
+#: A cell a spreadsheet would run as a formula (CSV injection): ``=``, ``+``, ``-`` or ``@``
+#: first.  Numbers (``-1``, ``+44``) and a lone ``-`` or ``+`` (a placeholder some systems
+#: export) are not formulas; they are left to the column's own check.
+FORMULA_START = ("=", "+", "-", "@")
+_NOT_A_FORMULA_RE = r"^([+-]?(\d+\.?\d*|\.\d+)|[+-])$"
+
+
+def formula_mask(clean: pd.Series) -> np.ndarray:
+    """True where a (stripped) value would be read by a spreadsheet as a formula."""
+    starts = np.array(clean.str[:1].isin(FORMULA_START), dtype=bool)
+    if starts.any():
+        starts &= ~np.array(clean.str.match(_NOT_A_FORMULA_RE), dtype=bool)
+    return starts
+
+
 @dataclass
 class ParsedExtract:
     """Typed columns parsed from the raw strings (internal: the validator fills it).
@@ -241,6 +265,8 @@ class ParsedExtract:
     age: pd.Series | None = None  # derived age, Int64 (NA where it cannot be derived)
     pre_birth: pd.Series | None = None
     lsoa_la_code: pd.Series | None = None  # current-geography LA of each row's LSOA
+    formula: dict[str, np.ndarray] = field(default_factory=dict)  # row masks: a spreadsheet formula
+    positions: dict[str, int] = field(default_factory=dict)  # column name -> position in the header
 
 
 def _factor_matrix(long: pd.DataFrame, n: int) -> np.ndarray:
@@ -253,29 +279,31 @@ def _factor_matrix(long: pd.DataFrame, n: int) -> np.ndarray:
     return matrix
 
 
-def parse_columns(raw: pd.DataFrame) -> tuple[ParsedExtract, list[str], list[str]]:
+def parse_columns(raw: pd.DataFrame) -> tuple[ParsedExtract, list[tuple[int, str]], dict[str, list[int]]]:
     """Parse every known column of ``raw``.
 
     Each column is factorised and only its distinct values are cleaned and parsed, then
     broadcast back to rows: extracts repeat the same dates, codes and flags many times, so
     this is what keeps a million-row file to seconds.
 
-    Returns the parsed extract, the names of unknown extra columns (as written) and the
-    canonical names that occur more than once in the header.
+    Returns the parsed extract, the unknown extra columns as (position, header as
+    written), and each canonical name that occurs more than once in the header with every
+    position it occupies (only the first is parsed).
     """
     n = len(raw)
     index = pd.RangeIndex(n)
     parsed = ParsedExtract(n_rows=n)
-    extras: list[str] = []
-    duplicated: list[str] = []
+    extras: list[tuple[int, str]] = []
+    duplicated: dict[str, list[int]] = {}
     for position, header in enumerate(raw.columns):
         name = normalise_header(header)
         if name not in COLUMN_BY_NAME:
-            extras.append(str(header))
+            extras.append((position, str(header)))
             continue
         if name in parsed.raw:
-            duplicated.append(name)
+            duplicated.setdefault(name, [parsed.positions[name]]).append(position)
             continue
+        parsed.positions[name] = position
         codes, uniq = pd.factorize(raw.iloc[:, position])
         uniq = np.append(np.asarray(uniq, dtype=object), "")  # code -1 (missing) -> ""
         codes = np.where(codes < 0, len(uniq) - 1, codes)
@@ -284,6 +312,7 @@ def parse_columns(raw: pd.DataFrame) -> tuple[ParsedExtract, list[str], list[str
         if kind in ("la_code", "lsoa_code"):  # GSS codes are upper case
             u = u.str.upper()
         u_obj = u.to_numpy(dtype=object)
+        parsed.formula[name] = formula_mask(u)[codes]
         parsed.codes[name] = codes
         parsed.uniques[name] = u_obj
         parsed.raw[name] = pd.Series(u_obj[codes], index=index, dtype=object)

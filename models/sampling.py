@@ -45,7 +45,10 @@ class SamplerSettings:
         if self.mass_matrix == "low_rank" and self.sampler != "nutpie":
             raise ValueError(f"mass_matrix 'low_rank' needs the nutpie sampler, not {self.sampler!r}")
         if self.draws < 1 or self.tune < 0 or self.chains < 1:
-            raise ValueError("draws and chains must be >= 1 and tune >= 0")
+            raise ValueError(f"draws {self.draws}, tune {self.tune}, chains {self.chains}: draws and chains "
+                             "must be >= 1 and tune >= 0")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed {self.seed}: expected a whole number from 0 to 2**32 - 1")
 
 
 def sampler_available(name: str) -> bool:
@@ -99,7 +102,8 @@ def convergence_table(idata: az.InferenceData, var_names: list[str]) -> pd.DataF
     varying = {v: post[v].std(("chain", "draw")) > 0 for v in present}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # r-hat of the constants: 0/0
-        table = az.summary(idata, var_names=present, kind="diagnostics")
+        # Unrounded: ArviZ rounds to 2 decimals by default, which let R-hat 1.0149 pass 1.01.
+        table = az.summary(idata, var_names=present, kind="diagnostics", round_to="none")
     keep = np.concatenate([np.atleast_1d(varying[v].to_numpy()).ravel() for v in present])
     return table.loc[keep, ["r_hat", "ess_bulk", "ess_tail"]]
 
@@ -121,6 +125,10 @@ class ConvergenceGate:
             "min_ess_bulk": float(table["ess_bulk"].min()),
             "min_ess_tail": float(table["ess_tail"].min()),
             "divergences": div,
+            # Which quantity held each figure down: what a user needs to act on a failed gate.
+            "worst_r_hat": str(table["r_hat"].idxmax()) if len(table) else "",
+            "worst_ess_bulk": str(table["ess_bulk"].idxmin()) if len(table) else "",
+            "worst_ess_tail": str(table["ess_tail"].idxmin()) if len(table) else "",
         }
         worst["passed"] = bool(
             worst["max_r_hat"] <= self.max_r_hat and worst["min_ess_bulk"] >= self.min_ess_bulk

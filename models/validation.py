@@ -13,6 +13,7 @@ them for users.
 from __future__ import annotations
 
 import datetime as _dt
+import difflib
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -25,8 +26,10 @@ WARNING = "warning"
 
 #: rule -> (severity, short description used as the heading in formatted reports).
 RULES: dict[str, tuple[str, str]] = {
+    "no_rows": (ERROR, "no data rows"),
     "missing_column": (ERROR, "required column missing"),
     "duplicate_column": (ERROR, "column given more than once"),
+    "spreadsheet_formula": (ERROR, "spreadsheet formula in a cell"),
     "required_blank": (ERROR, "required value blank"),
     "bad_date": (ERROR, "unparseable date"),
     "bad_bool": (ERROR, "unparseable true/false value"),
@@ -35,6 +38,7 @@ RULES: dict[str, tuple[str, str]] = {
     "age_out_of_range": (ERROR, "impossible age (must be 0-17)"),
     "age_mismatch": (ERROR, "age and date of birth disagree by more than a year"),
     "dob_after_referral": (ERROR, "date of birth more than 9 months after referral"),
+    "date_in_future": (ERROR, "date in the future"),
     "unknown_la_code": (ERROR, "unknown la_code"),
     "unknown_lsoa": (ERROR, "unknown LSOA code"),
     "lsoa_outside_la": (ERROR, "LSOA outside its local authority"),
@@ -57,7 +61,7 @@ RULES: dict[str, tuple[str, str]] = {
     "blank_flag": (WARNING, "blank stage flag (read as false)"),
     "pre_birth_referral": (WARNING, "pre-birth referral (age set to 0)"),
     "extra_column": (WARNING, "unknown extra column (dropped)"),
-    "referral_date_future": (WARNING, "referral_date in the future"),
+    "blank_row": (WARNING, "blank rows (ignored)"),
     "referral_date_before_2000": (WARNING, "referral_date before 2000"),
     "date_without_flag": (WARNING, "stage date given but stage flag false"),
 }
@@ -98,10 +102,16 @@ class ValidationReport:
         return not any(i.severity == ERROR for i in self.issues)
 
     def to_frame(self) -> pd.DataFrame:
-        """Issues as a table (e.g. to save next to the extract and filter in a spreadsheet)."""
+        """Issues as a table (e.g. to save next to the extract and filter in a spreadsheet).
+
+        A value a spreadsheet would run as a formula is written with a leading ``'`` (shown
+        as text), so that opening the table cannot run what the extract smuggled in."""
         cols = ["severity", "rule", "file", "row", "column", "value", "reason"]
         frame = pd.DataFrame([asdict(i) for i in self.issues], columns=cols)
         frame["row"] = frame["row"].astype("Int64")
+        if len(frame):
+            value = frame["value"].astype(str)
+            frame["value"] = value.where(~xs.formula_mask(value.str.strip()), "'" + value)
         return frame
 
     def counts(self) -> dict[str, int]:
@@ -146,9 +156,13 @@ class ValidationReport:
 class _Collector:
     """Turns vectorised masks into :class:`Issue` objects (only for flagged rows)."""
 
-    def __init__(self, source: str):
+    def __init__(self, source: str, row_numbers: np.ndarray):
         self.source = source
         self.issues: list[Issue] = []
+        self.row_numbers = row_numbers  # position in the parsed rows -> spreadsheet row
+
+    def row(self, pos) -> int:
+        return int(self.row_numbers[pos])
 
     def file(self, rule: str, column: str, reason: str, value: str = "") -> None:
         self.issues.append(Issue(RULES[rule][0], rule, self.source, None, column, value, reason))
@@ -162,14 +176,14 @@ class _Collector:
         reasons = _pick(reason, pos)
         severity = RULES[rule][0]
         self.issues.extend(
-            Issue(severity, rule, self.source, int(p) + 2, column, str(v), str(r))
+            Issue(severity, rule, self.source, self.row(p), column, str(v), str(r))
             for p, v, r in zip(pos, vals, reasons))
 
     def at(self, rule: str, column: str, pos, values, reasons) -> None:
         """Add issues at explicit row positions (several may share a row)."""
         severity = RULES[rule][0]
         self.issues.extend(
-            Issue(severity, rule, self.source, int(p) + 2, column, str(v), str(r))
+            Issue(severity, rule, self.source, self.row(p), column, str(v), str(r))
             for p, v, r in zip(pos, values, reasons))
 
 
@@ -195,28 +209,123 @@ def _arr(s: pd.Series) -> np.ndarray:
     return s.to_numpy(dtype=bool, na_value=False) if s.dtype == "boolean" else s.to_numpy(dtype=bool)
 
 
-def check_extract(raw: pd.DataFrame, lsoa_table: pd.DataFrame, source: str,
-                  today=None) -> tuple[ValidationReport, xs.ParsedExtract]:
-    """Validate and parse; the parsed form is reused by normalisation (parse once)."""
-    today = pd.Timestamp(today if today is not None else _dt.date.today()).normalize()
-    parsed, extras, duplicated = xs.parse_columns(raw)
-    n = parsed.n_rows
-    c = _Collector(source)
-    R, V, B = parsed.raw, parsed.values, parsed.bad
-    blank = {k: (parsed.uniques[k] == "")[parsed.codes[k]] for k in R}
+def _release_arrow_memory() -> None:
+    """Hand the memory of freed Arrow-backed text (the raw frame) back to the system: its
+    allocator keeps it otherwise, and the checks would add to it."""
+    try:
+        import pyarrow as pa
+    except ImportError:  # pragma: no cover - pandas text is then plain Python objects
+        return
+    pa.default_memory_pool().release_unused()
 
-    # --- header -----------------------------------------------------------------------
-    for name in duplicated:
-        c.file("duplicate_column", name, "the column appears more than once (header names "
-               "are matched ignoring case and spaces)")
+
+def blank_rows(raw: pd.DataFrame) -> np.ndarray:
+    """True for rows whose every cell is blank (an empty line, or a row of empty cells).
+
+    Cheap on a real extract: the first column with a value on every row ends the search."""
+    n = len(raw)
+    todo = np.arange(n)
+    for j in range(raw.shape[1]):
+        if not len(todo):
+            break
+        col = raw.iloc[:, j]
+        if len(todo) < n:
+            col = col.iloc[todo]
+        blank = col.astype(str).str.strip().eq("").to_numpy(dtype=bool)
+        todo = todo[blank]
+    out = np.zeros(n, dtype=bool)
+    out[todo] = True
+    return out
+
+
+def _close_match(name: str, candidates) -> str | None:
+    """The candidate ``name`` is most likely a misspelling of (or None)."""
+    found = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.8)
+    return found[0] if found else None
+
+
+def _header_issues(c: "_Collector", parsed: xs.ParsedExtract, extras: list[tuple[int, str]],
+                   duplicated: dict[str, list[int]]) -> None:
+    """Duplicate, missing (with the close match, if any, among the unknown columns) and
+    unknown columns (with the schema column each may have meant)."""
+    R = parsed.raw
+    for name, positions in duplicated.items():
+        where = ", ".join(xs.spreadsheet_column(p) for p in positions[:-1]) + \
+            f" and {xs.spreadsheet_column(positions[-1])}"
+        c.file("duplicate_column", name, f"{name} is the header of columns {where}: give it once (header names "
+               "are matched ignoring case and spaces; which column was meant cannot be guessed)")
+    unknown = {xs.normalise_header(h): (pos, h) for pos, h in extras}
+    claimed: set[str] = set()
     for name in xs.REQUIRED_COLUMNS:
         if name not in R:
-            c.file("missing_column", name, "required column is missing")
+            match = _close_match(name, set(unknown) - claimed)
+            if match is None:
+                c.file("missing_column", name, "required column is missing")
+            else:
+                claimed.add(match)
+                pos, header = unknown[match]
+                c.file("missing_column", name, f"required column is missing; column "
+                       f"{xs.spreadsheet_column(pos)} is headed {header!r}: a misspelling of {name}?")
     if not any(a in R for a in xs.AGE_COLUMNS):
+        match = _close_match("date_of_birth", set(unknown) - claimed) or \
+            _close_match("age_at_referral", set(unknown) - claimed)
+        hint = "" if match is None else (f"; column {xs.spreadsheet_column(unknown[match][0])} is headed "
+                                         f"{unknown[match][1]!r}: a misspelling?")
+        if match is not None:
+            claimed.add(match)
         c.file("missing_column", "date_of_birth/age_at_referral",
-               "give date_of_birth or age_at_referral (or both)")
-    for name in extras:
-        c.file("extra_column", name, "unknown column: ignored and dropped on ingest")
+               "give date_of_birth or age_at_referral (or both)" + hint)
+    absent = [name for name in xs.COLUMN_BY_NAME if name not in R]
+    for pos, header in extras:
+        key = xs.normalise_header(header)
+        where = f"column {xs.spreadsheet_column(pos)}"
+        if key == "":
+            c.file("extra_column", header, f"{where} has no header name: ignored and dropped on ingest")
+            continue
+        match = None if key in claimed else _close_match(key, absent)
+        c.file("extra_column", header, f"unknown column ({where}): ignored and dropped on ingest"
+               + (f"; did you mean {match}?" if match else ""))
+
+
+def check_extract(raw: pd.DataFrame, lsoa_table: pd.DataFrame, source: str,
+                  today=None) -> tuple[ValidationReport, xs.ParsedExtract]:
+    """Validate and parse; the parsed form is reused by normalisation (parse once).
+
+    Rows whose every cell is blank are left out (one warning), and every issue still names
+    the row as the spreadsheet shows it.  ``raw`` is not needed once parsed: a caller that
+    passes the only reference to it (``check_extract(read_extract_raw(path), ...)``) lets
+    it be freed before the checks run, which lowers the peak memory of a large extract.
+    """
+    today = pd.Timestamp(today if today is not None else _dt.date.today()).normalize()
+    empty_rows = blank_rows(raw)
+    row_numbers = np.arange(len(raw)) + 2
+    if empty_rows.any():
+        row_numbers = row_numbers[~empty_rows]
+        raw = raw.loc[~empty_rows].reset_index(drop=True)
+    parsed, extras, duplicated = xs.parse_columns(raw)
+    del raw  # every check below works on the parsed columns
+    _release_arrow_memory()
+    n = parsed.n_rows
+    c = _Collector(source, row_numbers)
+    R, V, B = parsed.raw, parsed.values, parsed.bad
+    blank = {k: (parsed.uniques[k] == "")[parsed.codes[k]] for k in R}
+    formula = parsed.formula
+
+    # --- header and rows --------------------------------------------------------------
+    if n == 0:
+        c.file("no_rows", "", "the file has a header but no data rows: an extract needs at least one "
+               "referral episode")
+    if empty_rows.any():
+        first = np.flatnonzero(empty_rows)[:10] + 2
+        c.file("blank_row", "", f"{int(empty_rows.sum())} blank row(s) ignored (first rows: "
+               f"{', '.join(map(str, first))})")
+    _header_issues(c, parsed, extras, duplicated)
+
+    # --- spreadsheet formulas (CSV injection) -----------------------------------------
+    for name in R:
+        c.rows("spreadsheet_formula", name, formula[name], R[name],
+               "begins with =, +, - or @: a spreadsheet would run it as a formula (CSV injection); export "
+               "the value, not a formula")
 
     # --- blanks and unparseable values ------------------------------------------------
     for name in ("child_id", "episode_id", "la_code", "lsoa_code", "referral_date"):
@@ -234,9 +343,10 @@ def check_extract(raw: pd.DataFrame, lsoa_table: pd.DataFrame, source: str,
         kind = xs.COLUMN_BY_NAME[name].kind
         if kind in unparseable:
             rule, reason = unparseable[kind]
-            c.rows(rule, name, B[name], R[name], reason)
+            c.rows(rule, name, B[name].to_numpy() & ~formula[name], R[name], reason)
     if parsed.unknown_factors is not None:
         unknown = parsed.unknown_factors
+        unknown = unknown[~formula["assessment_factors"][unknown["pos"].to_numpy()]]
         c.at("unknown_factor", "assessment_factors", unknown["pos"].to_numpy(),
              unknown["token"].to_numpy(),
              ["not a CIN factor code, factor name or DfE c3 column name"] * len(unknown))
@@ -246,15 +356,17 @@ def check_extract(raw: pd.DataFrame, lsoa_table: pd.DataFrame, source: str,
         c.rows("blank_gender", "gender", blank["gender"], "", "blank: read as unknown")
     for name in xs.STAGE_FLAGS:
         if name in R and blank[name].any():
-            rows = np.flatnonzero(blank[name])[:10] + 2
+            rows = c.row_numbers[np.flatnonzero(blank[name])[:10]]
             c.file("blank_flag", name, f"{int(blank[name].sum())} blank value(s) read as false "
                    f"(first rows: {', '.join(map(str, rows))})")
 
     # --- referral date ----------------------------------------------------------------
     ref = V.get("referral_date", pd.Series(pd.NaT, index=pd.RangeIndex(n), dtype="datetime64[ns]"))
+    for name in ("referral_date",) + xs.STAGE_DATES:
+        if name in V:
+            c.rows("date_in_future", name, (V[name] > today).to_numpy(), R[name],
+                   f"after today ({today:%Y-%m-%d}): an extract records what has happened")
     if "referral_date" in R:
-        c.rows("referral_date_future", "referral_date", (ref > today).to_numpy(), R["referral_date"],
-               f"after today ({today:%Y-%m-%d})")
         c.rows("referral_date_before_2000", "referral_date",
                (ref < xs.EARLIEST_PLAUSIBLE_REFERRAL).to_numpy(), R["referral_date"],
                "before 2000-01-01: check the date")
@@ -313,14 +425,14 @@ def check_extract(raw: pd.DataFrame, lsoa_table: pd.DataFrame, source: str,
         u = pd.Series(parsed.uniques["la_code"], dtype=object)
         la_ok = (u.str.match(xs.LA_CODE_RE) & u.isin(known_las)).to_numpy(dtype=bool)
         la_ok = la_ok[parsed.codes["la_code"]]
-        c.rows("unknown_la_code", "la_code", ~la_ok & ~blank["la_code"], la,
+        c.rows("unknown_la_code", "la_code", ~la_ok & ~blank["la_code"] & ~formula["la_code"], la,
                "not a children's services authority code (E06/E08/E09/E10) in the reference table")
     if "lsoa_code" in R:
         lsoa = R["lsoa_code"]
         index = pd.Index(table["lsoa_code"].astype(str).str.upper())
         pos = index.get_indexer(parsed.uniques["lsoa_code"])[parsed.codes["lsoa_code"]]
         found = pos >= 0
-        c.rows("unknown_lsoa", "lsoa_code", ~found & ~blank["lsoa_code"], lsoa,
+        c.rows("unknown_lsoa", "lsoa_code", ~found & ~blank["lsoa_code"] & ~formula["lsoa_code"], lsoa,
                "not an LSOA 2011 code in the reference table")
         cur = np.where(found, cur_col[pos], None)
         old = np.where(found, old_col[pos], None)
@@ -341,7 +453,7 @@ def check_extract(raw: pd.DataFrame, lsoa_table: pd.DataFrame, source: str,
         first_pos = first[codes]
         dup = (np.arange(n) != first_pos) & ~blank["episode_id"]
         c.rows("duplicate_episode_id", "episode_id", dup, ep,
-               _sparse(dup, lambda p: f"duplicates row {first_pos[p] + 2}"))
+               _sparse(dup, lambda p: f"duplicates row {c.row(first_pos[p])}"))
 
     # --- pathway dates ----------------------------------------------------------------
     prev = ref.to_numpy(dtype="datetime64[ns]").copy()

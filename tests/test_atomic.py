@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -82,12 +83,19 @@ def test_file_mode_follows_a_stricter_umask(tmp_path):
 
 
 def _old_dir(tmp_path):
+    """A previous output of the workbench: its manifest lists every file it wrote."""
     target = tmp_path / "report"
     (target / "tables").mkdir(parents=True)
     (target / "report.md").write_text("old report\n")
     (target / "tables" / "a.csv").write_text("a,b\n1,2\n")
+    (target / "manifest.json").write_text(json.dumps(
+        {atomic.OWNER_KEY: atomic.OWNER, "outputs": ["report.md", "tables/a.csv"]}))
     (tmp_path / "neighbour.txt").write_text("leave me\n")
     return target
+
+
+def _without_manifest(tree):
+    return {k: v for k, v in tree.items() if not k.endswith("manifest.json")}
 
 
 def test_exception_in_atomic_dir_leaves_old_directory_exactly(tmp_path):
@@ -111,25 +119,40 @@ def test_atomic_dir_success_replaces_the_folder_wholly(tmp_path):
         (tmp / "figures" / "f.png").write_bytes(b"png")
         # Until the block ends, the old folder is still what readers see.
         assert (target / "report.md").read_text() == "old report\n"
-    assert _tree(target) == {"report.md": b"new report\n", "figures": None,
-                             "figures/f.png": b"png"}
+    assert _without_manifest(_tree(target)) == {"report.md": b"new report\n", "figures": None,
+                                                "figures/f.png": b"png"}
     assert not (target / "tables").exists()  # old files gone
     assert _siblings(tmp_path) == ["neighbour.txt", "report"]
     assert not [n for n in _siblings(tmp_path) if n.startswith(".report.")]
+    man = json.loads((target / "manifest.json").read_text())
+    assert man[atomic.OWNER_KEY] == atomic.OWNER and man["outputs"] == ["figures/f.png", "report.md"]
 
 
 def test_atomic_dir_creates_a_new_folder(tmp_path):
     with atomic.atomic_dir(tmp_path / "x" / "new") as tmp:
         (tmp / "f").write_text("1")
-    assert _tree(tmp_path / "x") == {"new": None, "new/f": b"1"}
+    assert _without_manifest(_tree(tmp_path / "x")) == {"new": None, "new/f": b"1"}
 
 
-def test_atomic_dir_copes_with_a_stale_old_folder(tmp_path):
+def test_atomic_dir_drops_a_stale_old_folder_of_its_own(tmp_path):
     target = _old_dir(tmp_path)
     stale = tmp_path / ".report.old"
     stale.mkdir()
+    (stale / "manifest.json").write_text(json.dumps({atomic.OWNER_KEY: atomic.OWNER, "outputs": ["junk"]}))
     (stale / "junk").write_text("from an interrupted run")
     with atomic.atomic_dir(target) as tmp:
         (tmp / "f").write_text("new")
-    assert _tree(target) == {"f": b"new"}
+    assert _without_manifest(_tree(target)) == {"f": b"new"}
     assert _siblings(tmp_path) == ["neighbour.txt", "report"]
+
+
+def test_atomic_dir_keeps_a_hidden_old_folder_it_did_not_write(tmp_path):
+    target = _old_dir(tmp_path)
+    theirs = tmp_path / ".report.old"
+    theirs.mkdir()
+    (theirs / "notes").write_text("the user's")
+    with atomic.atomic_dir(target) as tmp:
+        (tmp / "f").write_text("new")
+    assert (theirs / "notes").read_text() == "the user's"
+    assert _without_manifest(_tree(target)) == {"f": b"new"}
+    assert [n for n in _siblings(tmp_path) if not n.startswith(".report.old")] == ["neighbour.txt", "report"]

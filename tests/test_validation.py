@@ -78,6 +78,13 @@ def _drop(*cols):
     return lambda df: df.drop(columns=list(cols))
 
 
+def _blank_row_at(pos):
+    def mutate(df):
+        blank = pd.DataFrame([[""] * df.shape[1]], columns=df.columns, dtype=object)
+        return pd.concat([df.iloc[:pos], blank, df.iloc[pos:]], ignore_index=True)
+    return mutate
+
+
 def _add_column(name, value=""):
     def mutate(df):
         df = df.copy()
@@ -88,6 +95,10 @@ def _add_column(name, value=""):
 
 # (rule, mutation, row, column, value)
 CASES = [
+    ("no_rows", lambda df: df.iloc[0:0], None, "", ""),
+    ("spreadsheet_formula", _set(1, ethnicity='=HYPERLINK("http://x.example","WBRI")'), 3, "ethnicity",
+     '=HYPERLINK("http://x.example","WBRI")'),
+    ("spreadsheet_formula", _set(1, episode_id="@SUM(A1:A9)"), 3, "episode_id", "@SUM(A1:A9)"),
     ("missing_column", _drop("gender"), None, "gender", ""),
     ("missing_column", _drop("date_of_birth", "age_at_referral"), None,
      "date_of_birth/age_at_referral", ""),
@@ -138,8 +149,9 @@ CASES = [
     ("blank_gender", _set(1, gender=""), 3, "gender", ""),
     ("blank_flag", _set(1, lac=""), None, "lac", ""),
     ("extra_column", _add_column("notes", "x"), None, "notes", ""),
-    ("referral_date_future", _set(4, referral_date="2025-06-01"), 6, "referral_date",
-     "2025-06-01"),
+    ("date_in_future", _set(4, referral_date="2025-06-01"), 6, "referral_date", "2025-06-01"),
+    ("date_in_future", _set(2, lac_date="2024-06-01"), 4, "lac_date", "2024-06-01"),
+    ("blank_row", _blank_row_at(2), None, "", ""),
     ("referral_date_before_2000", _set(4, referral_date="1999-06-01"), 6, "referral_date",
      "1999-06-01"),
     ("date_without_flag", _set(1, cpp_date="2021-07-01"), 3, "cpp_date", "2021-07-01"),
@@ -222,9 +234,58 @@ def test_format_limits_lines_per_rule_but_keeps_all_issues():
     assert "150 error(s)" in text.splitlines()[-1]
 
 
-def test_empty_extract_with_header_is_ok():
+def test_header_only_extract_is_an_error():
+    """An extract with no episodes is not a valid extract (it used to pass, then every
+    analysis failed later with a traceback)."""
     report = run(clean_raw().iloc[0:0])
-    assert report.ok and report.n_rows == 0
+    assert not report.ok and report.n_rows == 0
+    assert [i.rule for i in report.errors] == ["no_rows"]
+
+
+def test_blank_rows_are_ignored_and_rows_keep_their_spreadsheet_numbers():
+    raw = _blank_row_at(1)(_blank_row_at(4)(clean_raw()))  # E1, -, E2, E3, E4, -, E5: rows 2-8
+    raw.loc[6, "gender"] = "M?"  # E5, row 8 of the spreadsheet
+    report = run(raw)
+    assert report.n_rows == 5
+    blank = [i for i in report.issues if i.rule == "blank_row"]
+    assert len(blank) == 1 and "2 blank row(s)" in blank[0].reason and "3, 7" in blank[0].reason
+    (gender,) = [i for i in report.issues if i.rule == "unknown_gender"]
+    assert gender.row == 8
+
+
+def test_duplicate_column_names_every_position():
+    raw = clean_raw()
+    raw.insert(7, "Referral_Date", raw["referral_date"], allow_duplicates=True)
+    report = run(raw)
+    (issue,) = report.errors
+    assert issue.rule == "duplicate_column" and issue.column == "referral_date"
+    assert "columns 5 (E) and 8 (H)" in issue.reason
+
+
+def test_misspelt_required_column_is_named_with_its_likely_meaning():
+    raw = clean_raw().rename(columns={"referral_date": "refferal_date", "cpp_category": "cpp_categroy"})
+    report = run(raw)
+    (missing,) = [i for i in report.errors if i.rule == "missing_column"]
+    assert missing.column == "referral_date"
+    assert "column 5 (E) is headed 'refferal_date': a misspelling of referral_date?" in missing.reason
+    extra = {i.column: i.reason for i in report.issues if i.rule == "extra_column"}
+    assert "did you mean cpp_category?" in extra["cpp_categroy"]
+    assert "did you mean" not in extra["refferal_date"]  # already named by the error
+
+
+def test_a_formula_is_shown_as_text_in_the_issue_table():
+    raw = clean_raw()
+    raw.loc[1, "episode_id"] = '=HYPERLINK("http://x.example","E2")'
+    frame = run(raw).to_frame()
+    assert frame["value"].tolist() == ['\'=HYPERLINK("http://x.example","E2")']
+
+
+def test_numbers_are_not_formulas_but_signs_before_codes_are():
+    raw = clean_raw()
+    raw.loc[0, "age_at_referral"] = "+6"
+    raw.loc[1, "lsoa_code"] = "-E01017014"
+    report = run(raw)
+    assert [(i.rule, i.row, i.column) for i in report.issues] == [("spreadsheet_formula", 3, "lsoa_code")]
 
 
 @pytest.mark.slow

@@ -32,7 +32,7 @@ from models.gradient.model import GradientSpec
 from models.priors import PRIOR_SETS
 from models.sampling import SamplerSettings
 from models.vocabulary import STAGES
-from workflows import atomic, paths, provenance
+from workflows import atomic, paths, posterior_export, provenance
 from workflows.errors import UserError
 from workflows.fanout import fan_out
 from workflows.report_format import Section, markdown_table, render_html, render_markdown
@@ -114,13 +114,16 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{config['_path']}: no [compare] section: list the variants to compare there "
                             f"(choose from {', '.join(VARIANTS)})")
         run_config = CompareRun.from_config(config["compare"], config["_path"])
-        out = args.out or paths.RESULTS_DIR / Path(config["_path"]).stem / "compare"
+        out = atomic.output_dir(args.out, paths.RESULTS_DIR / Path(config["_path"]).stem / "compare")
         extract = prepare_data(config, out.parent / "data")
         write_compare_report(extract, out, run_config, scheduler=args.scheduler, n_workers=args.workers)
     else:
         if len(args.runs) < 2:
             raise UserError("compare: give two or more fitted folders")
-        out = args.out or paths.RESULTS_DIR / "compare"
+        same = sorted({str(p) for p in args.runs if sum(q.resolve() == p.resolve() for q in args.runs) > 1})
+        if same:
+            raise UserError(f"compare: {', '.join(same)} given more than once: compare different fits")
+        out = atomic.output_dir(args.out, paths.RESULTS_DIR / "compare")
         fits = {}
         for folder in args.runs:
             fits[_unique(folder.name, fits)] = load_fit(folder)
@@ -140,11 +143,17 @@ def load_fit(folder: Path):
     """A fitted variant folder's InferenceData; a clear error if it cannot be compared."""
     import arviz as az
 
-    path = Path(folder) / "posterior.nc"
+    from workflows.extract_io import check_input_folder
+
+    folder = check_input_folder(folder, "a folder written by `compare --config`, holding a posterior.nc")
+    path = folder / "posterior.nc"
     if not path.exists():
         raise UserError(f"{folder}: no posterior.nc here (compare needs folders written by "
                         "`compare --config`, each with its pointwise log-likelihood)")
-    idata = az.from_netcdf(str(path))
+    try:
+        idata = az.from_netcdf(str(path))
+    except Exception as err:  # netCDF4/h5py/xarray raise their own types for a damaged file
+        raise UserError(f"{path}: cannot be read as a posterior (NetCDF): {err}") from None
     if "log_likelihood" not in idata.groups():
         raise UserError(f"{path}: no log_likelihood group, so PSIS-LOO cannot be computed; refit with "
                         "`compare --config`")
@@ -171,14 +180,7 @@ def _fit_variant(job: _VariantFit):
     idata = fit(model, job.settings, log_likelihood=True)
     gate = ConvergenceGate().check(idata, list(idata.posterior.data_vars))
     # Keep what LOO and a reader need: no LSOA-level arrays (large, and not for publication).
-    post = idata.posterior
-    post = post.drop_vars([v for v in post.data_vars if any("lsoa" in d for d in post[v].dims)])
-    post = post.drop_dims([d for d in post.dims if "lsoa" in d])
-    post.attrs = {k: str(v) for k, v in post.attrs.items()}
-    import arviz as az
-
-    return az.InferenceData(posterior=post, sample_stats=idata.sample_stats,
-                            log_likelihood=idata.log_likelihood), gate
+    return posterior_export.publishable(idata, log_likelihood=True), gate
 
 
 def variant_key(extract_hash: str, config: CompareRun, variant: str) -> str:
@@ -195,10 +197,11 @@ def write_compare_report(extract_path: Path, out_dir: Path, config: CompareRun, 
 
     from models.areas import add_deprivation
     from models.cells import population_cells, transition_cells
-    from workflows.extract_io import load_extract
+    from workflows.extract_io import check_input_file, contextual_note, load_extract, require_episodes
     from workflows.reference import load_lsoa_table
 
     out_dir = Path(out_dir)
+    check_input_file(extract_path, what="extract")  # before its bytes are hashed for the cache keys
     extract_hash = provenance.sha256_file(extract_path)
     keys = {v: variant_key(extract_hash, config, v) for v in config.variants}
     fits, gates, todo = {}, {}, []
@@ -212,6 +215,10 @@ def write_compare_report(extract_path: Path, out_dir: Path, config: CompareRun, 
     if todo:
         lsoa_table = load_lsoa_table()
         episodes = load_extract(extract_path, lsoa_table, salt=os.urandom(32))[0].episodes
+        require_episodes(extract_path, episodes)
+        note = contextual_note(extract_path, episodes)
+        if note:
+            log(note)
         geography = add_deprivation(lsoa_table)
         if config.scale == "population":
             served = geography[geography["la_code"].isin(episodes["la_code"].unique())]

@@ -6,6 +6,7 @@ should never silently fall back to a default.
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from pathlib import Path
 
@@ -66,8 +67,15 @@ def _check_data(path: Path, raw: dict, config: dict) -> None:
         if not data["extract"].strip():
             raise UserError(f"{path}: data.extract = {data['extract']!r}: expected the path of an extract file")
     elif "preset" in data:
+        from models.simulation.presets import PRESETS
+
+        if data["preset"] not in PRESETS:
+            raise UserError(f"{path}: data.preset = {data['preset']!r}: unknown preset; choose one of "
+                            f"{', '.join(PRESETS)}")
         if "seed" not in data:
             raise UserError(f"{path}: missing required key data.seed (a simulator preset needs its seed)")
+        if data["seed"] < 0:
+            raise UserError(f"{path}: data.seed = {data['seed']}: expected a non-negative integer")
     elif "data" in raw or "system" not in raw or not set(raw) <= set(NO_EXTRACT_SECTIONS):
         raise UserError(f"{path}: missing required key data.preset (with data.seed) or data.extract: give a "
                         "simulator preset and seed, or the path of an LA's own extract")
@@ -81,6 +89,8 @@ def resolve(name_or_path: str | Path) -> Path:
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in paths.CONFIG_DIR.glob("*.toml")))
         raise UserError(f"config {name_or_path!r} not found (looked for {path}); known configs: {known}")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not a config file; give the path of a .toml file")
     return path
 
 
@@ -88,37 +98,90 @@ def read_toml(name_or_path: str | Path) -> tuple[Path, dict]:
     """The resolved path and the parsed TOML (a clear error when it is not TOML)."""
     path = resolve(name_or_path)
     try:
-        return path, tomllib.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+    except OSError as err:
+        raise UserError(f"{path}: cannot be read: {err.strerror or err}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise UserError(f"{path}: not valid TOML: line {line} is not UTF-8 text (byte 0x{data[err.start]:02x}); "
+                        "save the file as UTF-8") from None
+    try:
+        return path, tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise UserError(f"{path}: not valid TOML: {err}") from None
 
 
-def check_section_names(path: Path, raw: dict, allowed=None, what: str = "") -> None:
+def _did_you_mean(name: str, choices) -> str:
+    found = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.7)
+    return f" (did you mean {found[0]}?)" if found else ""
+
+
+def raise_problems(path: Path, problems: list[str]) -> None:
+    """One UserError naming the file and every problem found (none: nothing raised)."""
+    if len(problems) == 1:
+        raise UserError(f"{path}: {problems[0]}")
+    if problems:
+        raise UserError(f"{path}: {len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def section_name_problems(raw: dict, allowed=None, what: str = "") -> list[str]:
     """Every section is known (to ``allowed``, else to SCHEMA) and is a table."""
     allowed = tuple(SCHEMA) if allowed is None else tuple(allowed)
+    problems = []
     for section, value in raw.items():
         if section not in allowed:
-            raise UserError(f"{path}: unknown section [{section}]; {what or 'expected one of'} {', '.join(allowed)}")
-        if not isinstance(value, dict):
-            raise UserError(f"{path}: {section} must be a [table]")
+            problems.append(f"unknown section [{section}]{_did_you_mean(section, allowed)}; "
+                            f"{what or 'expected one of'} {', '.join(allowed)}")
+        elif not isinstance(value, dict):
+            problems.append(f"{section} must be a [table], not {type(value).__name__} {value!r}")
+    return problems
 
 
-def check_section(path: Path, section: str, given: dict) -> dict:
-    """One section's keys and types against SCHEMA, with its defaults filled in."""
+def check_section_names(path: Path, raw: dict, allowed=None, what: str = "") -> None:
+    """Every section is known (to ``allowed``, else to SCHEMA) and is a table."""
+    raise_problems(path, section_name_problems(raw, allowed, what))
+
+
+def _section_problems(section: str, given: dict) -> tuple[dict, list[str]]:
     keys = SCHEMA[section]
     out = dict(DEFAULTS.get(section, {}))
+    problems = []
     for key, value in given.items():
         if key not in keys:
-            raise UserError(f"{path}: unknown key {section}.{key}; expected one of {', '.join(keys)}")
+            problems.append(f"unknown key {section}.{key}{_did_you_mean(key, keys)}; expected one of "
+                            f"{', '.join(keys)}")
+            continue
         kind, _ = keys[key]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise UserError(f"{path}: {section}.{key} = {value!r}: expected {kind.__name__}")
+            problems.append(f"{section}.{key} = {value!r}: expected {kind.__name__}")
+            continue
         out[key] = value
     for key, (_, required) in keys.items():
-        if required and key not in out:
-            raise UserError(f"{path}: missing required key {section}.{key}")
+        if required and key not in out and key not in given:
+            problems.append(f"missing required key {section}.{key}")
+    return out, problems
+
+
+def check_section(path: Path, section: str, given: dict) -> dict:
+    """One section's keys and types against SCHEMA, with its defaults filled in."""
+    out, problems = _section_problems(section, given)
+    raise_problems(path, problems)
+    return out
+
+
+def _check_sections(path: Path, raw: dict, sections, allowed=None, what: str = "") -> dict:
+    """Section names, then every key and type of ``sections``: all problems in one error."""
+    problems = section_name_problems(raw, allowed, what)
+    out = {}
+    for section in sections:
+        given = raw.get(section, {})
+        out[section], found = _section_problems(section, given if isinstance(given, dict) else {})
+        problems += found
+    raise_problems(path, problems)
     return out
 
 
@@ -127,18 +190,17 @@ def load_sections(name_or_path: str | Path, sections: tuple[str, ...], *, only: 
     """Just ``sections`` of a config, checked (a verb that needs no ``[data]``, say).  With
     ``only``, any other section is an error (``what`` says what such a config holds)."""
     path, raw = read_toml(name_or_path)
-    check_section_names(path, raw, sections if only else None, what)
-    out: dict = {section: check_section(path, section, raw.get(section, {})) for section in sections}
+    out: dict = _check_sections(path, raw, sections, sections if only else None, what)
     out["_path"] = str(path)
     out["_sections"] = tuple(raw)
     return out
 
 
 def load_config(name_or_path: str | Path) -> dict:
-    """Read and check a run config; returns sections with defaults filled in."""
+    """Read and check a run config; returns sections with defaults filled in.  Every unknown
+    section or key and every value of the wrong type is named in one error."""
     path, raw = read_toml(name_or_path)
-    check_section_names(path, raw)
-    config: dict = {section: check_section(path, section, raw.get(section, {})) for section in SCHEMA}
+    config: dict = _check_sections(path, raw, SCHEMA)
     _check_data(path, raw, config)
     config["_path"] = str(path)
     config["_sections"] = tuple(raw)  # which sections the file gave (optional analyses run only then)

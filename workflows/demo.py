@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from models.suppression import SuppressionRule
-from workflows import paths
+from workflows import atomic, paths
 from workflows.config import load_config
 from workflows.describe import write_describe_report
 from workflows.errors import UserError
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    out = args.out or paths.RESULTS_DIR / Path(config["_path"]).stem
+    out = atomic.output_dir(args.out, paths.RESULTS_DIR / Path(config["_path"]).stem)
     started = time.perf_counter()
     sections = config.get("_sections", ())
     steps = 2 + ("gradient" in sections) + ("latent_class" in sections)
@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if "preset" not in config["data"]:
         raise UserError(f"{config['_path']}: the demo runs on a simulator preset ([data] preset and seed); "
                         "an LA's own extract is fitted with `python -m workflows fit --config ...`")
+    atomic.stamp_run_folder(out, "demo")
     data_dir = out / "data"
     preset, seed = config["data"]["preset"], config["data"]["seed"]
     if _same_simulation(data_dir, preset, seed):

@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = args.out or paths.RESULTS_DIR / f"describe-{_stem(args.extract)}"
+    out = atomic.output_dir(args.out, paths.RESULTS_DIR / f"describe-{_stem(args.extract)}")
     try:
         rule = SuppressionRule(args.threshold, args.marker)
     except ValueError as err:
@@ -139,6 +139,11 @@ def write_describe_report(extract_path: Path, out_dir: Path, rule: SuppressionRu
     # Pseudonyms are not needed for a description: a throwaway salt keeps the machine's
     # persistent salt out of it.
     extract, report = load_extract(extract_path, lsoa, salt=os.urandom(32))
+    n = len(extract.episodes)
+    if n < max(rule.threshold, 1):
+        raise UserError(f"{extract_path}: {n} referral episode(s): fewer than the suppression threshold "
+                        f"({rule.threshold}), so every count of the report would be suppressed; describe needs "
+                        f"at least {rule.threshold} episodes")
     tables = publish_tables(extract, lsoa, la, load_factor_prevalence(), rule)
 
     out_dir = Path(out_dir)
@@ -192,6 +197,16 @@ def _sections(tables: PublishedTables, report, rule: SuppressionRule, figs: dict
     ]
 
 
+def _positive(values: pd.DataFrame) -> bool:
+    """Whether any value can be drawn on a log scale (suppressed values are NaN)."""
+    v = values.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    return bool((np.isfinite(v) & (v > 0)).any())
+
+
+def _nothing_to_draw(ax) -> None:
+    ax.text(0.5, 0.5, "every value is suppressed or zero", ha="center", va="center", transform=ax.transAxes)
+
+
 def _figures(tables: PublishedTables, folder: Path) -> dict[str, Path]:
     import matplotlib
 
@@ -204,24 +219,30 @@ def _figures(tables: PublishedTables, folder: Path) -> dict[str, Path]:
     cols = [f"{s} (% of referrals)" for s in STAGES[1:]]
     values = funnel[cols].apply(pd.to_numeric, errors="coerce")  # suppressed -> NaN, not drawn
     values.columns = [STAGE_SHORT[s] for s in STAGES[1:]]
-    values.T.plot(ax=ax, marker="o")
+    if _positive(values):
+        values.T.plot(ax=ax, marker="o")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    else:
+        _nothing_to_draw(ax)
     ax.set_ylabel("% of referrals")
-    ax.set_yscale("log")
-    ax.legend(fontsize=7)
     fig.tight_layout()
     out["funnel"] = folder / "funnel.png"
     fig.savefig(out["funnel"], dpi=110)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for stage in STAGES:
-        r = tables.rates_numeric[stage]
-        ax.plot(r.index, r.to_numpy(dtype=float), marker="o", label=STAGE_LABELS[stage])
-    ax.set_yscale("log")
+    if _positive(tables.rates_numeric[list(STAGES)]):
+        for stage in STAGES:
+            r = tables.rates_numeric[stage]
+            ax.plot(r.index, r.to_numpy(dtype=float), marker="o", label=STAGE_LABELS[stage])
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    else:
+        _nothing_to_draw(ax)
     ax.set_xticks(range(1, 11))
     ax.set_xlabel("IDACI decile (1 = most deprived)")
     ax.set_ylabel("per 10,000 children per year")
-    ax.legend(fontsize=7)
     fig.tight_layout()
     out["deciles"] = folder / "rates_by_decile.png"
     fig.savefig(out["deciles"], dpi=110)

@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import hashlib
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -72,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    out = args.out or paths.RESULTS_DIR / Path(config["_path"]).stem
+    out = atomic.output_dir(args.out, paths.RESULTS_DIR / Path(config["_path"]).stem)
     started = time.perf_counter()
     fit_run(config, out, scheduler=args.scheduler, n_workers=args.workers, progress=not args.no_progress)
     print(f"\ndone in {time.perf_counter() - started:.0f} s. Outputs:")
@@ -107,11 +106,19 @@ def fit_run(config: dict, out: Path, *, scheduler: str | None = None, n_workers:
                         + ", ".join(f"[{s}]" for s in sections if s not in PANEL_SECTIONS)
                         + " need data.preset and data.seed (a simulator run) or data.extract (an LA's own extract)")
     started = time.perf_counter()
+    # An LA's own extract is checked (validated in place, and for what each section needs)
+    # before anything is written; a simulated one once it is made.
+    own = needs_extract and "extract" in config["data"]
+    extract = prepare_data(config, out / "data", log) if own else None
+    if own:
+        check_extract_supports(sections, extract, log)
+    atomic.stamp_run_folder(out, "fit")
     removed = sweep_stale(out)
     if removed:
         log(f"  removed {removed} unfinished temporary output(s) left by an interrupted run")
-    # The extract is checked (an own extract validated in place) before the first fit.
-    extract = prepare_data(config, out / "data", log) if needs_extract else None
+    if needs_extract and not own:
+        extract = prepare_data(config, out / "data", log)
+        check_extract_supports(sections, extract, log)
     data_hash = provenance.sha256_file(extract) if extract is not None else None
     panel = panel_path() if any(s in PANEL_SECTIONS for s in sections) else None
     panel_hash = provenance.sha256_file(panel) if panel is not None else None
@@ -151,17 +158,10 @@ def fit_run(config: dict, out: Path, *, scheduler: str | None = None, n_workers:
 
 
 def sweep_stale(out: Path) -> int:
-    """Remove the temporary files and folders (``.name.*.tmp``, ``.name.old``) a killed run left
-    in ``out`` and its section folders; finished outputs are never touched."""
-    count = 0
-    for folder in [out, *(out / s for s in (*SECTIONS, "data"))]:
-        if not folder.is_dir():
-            continue
-        for path in folder.iterdir():
-            if path.name.startswith(".") and (path.name.endswith(".tmp") or path.name.endswith(".old")):
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
-                count += 1
-    return count
+    """Remove the temporary files and folders a killed run left in ``out`` and its section
+    folders (putting back a previous output a killed swap had moved aside); finished
+    outputs are never touched."""
+    return sum(atomic.sweep_temporaries(folder) for folder in [out, *(out / s for s in (*SECTIONS, "data"))])
 
 
 def prepare_data(config: dict, data_dir: Path, log=print) -> Path:
@@ -193,18 +193,48 @@ def extract_path(config: dict) -> Path:
 def validate_own_extract(path: Path, where: str, log=print) -> None:
     """Check an LA's extract against the schema before any fit (UserError with every
     problem, exit code 2, when it has errors).  Nothing is written."""
-    from models.validation import validate_extract
+    from models.validation import check_extract
     from workflows.extract_io import read_extract_raw
     from workflows.reference import load_lsoa_table
 
+    if path.is_dir():
+        raise UserError(f"{where}: data.extract = {str(path)!r}: is a folder, not a file; give the path of the "
+                        "extract itself (a relative path is read from the config file's folder)")
     if not path.is_file():
         raise UserError(f"{where}: data.extract = {str(path)!r}: file not found (a relative path is read "
                         "from the config file's folder)")
-    report = validate_extract(read_extract_raw(path), load_lsoa_table(), source=path.name)
+    report = check_extract(read_extract_raw(path), load_lsoa_table(), source=path.name)[0]
     if not report.ok:
         raise UserError(f"{where}: data.extract {path.name} does not pass validation; nothing was fitted.\n"
                         + report.format(max_per_rule=50), exit_code=2)
     log(f"  using your extract {path.name} (validated: {report.summary()}; not copied into the run folder)")
+
+
+#: Sections that model the assessment factors (they need assessed episodes).
+FACTOR_SECTIONS = ("latent_class", "joint")
+
+
+def check_extract_supports(sections, extract: Path, log=print) -> None:
+    """A UserError, before any fit, when the extract lacks what a section needs (enough
+    episodes; assessed episodes with factors for the latent class and joint models); a note
+    when it has too few LAs for the between-LA (contextual) effect."""
+    import os
+
+    from workflows.extract_io import (MIN_ASSESSED, contextual_note, load_extract, require_assessed,
+                                      require_episodes)
+    from workflows.reference import load_lsoa_table
+
+    data, _ = load_extract(extract, load_lsoa_table(), salt=os.urandom(32))  # ids never needed
+    name = Path(extract).name
+    if any(s in ("gradient", "sensitivity", "compare") for s in sections):
+        require_episodes(name, data.episodes)
+    for section in FACTOR_SECTIONS:
+        if section in sections:
+            require_assessed(name, data.episodes, data.factors, f"[{section}]", MIN_ASSESSED)
+    if any(s in ("gradient", "sensitivity", "compare", "joint") for s in sections):
+        note = contextual_note(name, data.episodes)
+        if note:
+            log(f"  {note}")
 
 
 def panel_path() -> Path:

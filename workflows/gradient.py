@@ -34,7 +34,7 @@ from models.priors import get_prior_set
 from models.sampling import SAMPLERS, ConvergenceGate, SamplerSettings, fit
 from models.suppression import SuppressionRule
 from models.vocabulary import STAGE_LABELS, STAGES
-from workflows import atomic, paths, provenance
+from workflows import atomic, paths, posterior_export, provenance
 from workflows.run_cache import NOT_FOR_CITATION, flag_uncitable, is_current, run_key
 from workflows.errors import UserError
 from workflows.report_format import Section, render_html, render_markdown
@@ -83,6 +83,7 @@ class GradientRun:
             raise ValueError(f"prob {self.prob}: expected a credible level in [0.5, 1)")
         if not 0.6 <= self.target_accept < 1:
             raise ValueError(f"target_accept {self.target_accept}: expected a value in [0.6, 1)")
+        self.settings()  # draws, tune and chains in range
 
     @classmethod
     def from_config(cls, section: dict, where: str) -> "GradientRun":
@@ -118,10 +119,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = GradientRun(prior=args.prior, sampler=args.sampler, draws=args.draws, tune=args.tune,
                              chains=args.chains, seed=args.seed, target_accept=args.target_accept)
+        rule = SuppressionRule(args.threshold)
     except (ValueError, KeyError) as err:
         raise UserError(str(err.args[0])) from None
-    out = args.out or paths.RESULTS_DIR / f"gradient-{Path(args.extract).name.split('.')[0]}"
-    report = write_gradient_report(args.extract, out, config, SuppressionRule(args.threshold))
+    out = atomic.output_dir(args.out, paths.RESULTS_DIR / f"gradient-{Path(args.extract).name.split('.')[0]}")
+    report = write_gradient_report(args.extract, out, config, rule)
     print(f"report: {report / 'report.html'}")
     return 0
 
@@ -147,10 +149,11 @@ def cache_key(extract_path: Path, config: GradientRun, rule: SuppressionRule) ->
 def write_gradient_report(extract_path: Path, out_dir: Path, config: GradientRun,
                           rule: SuppressionRule, title: str | None = None, log=print) -> Path:
     """Fit, derive, check and report; the folder appears only when complete."""
-    from workflows.extract_io import load_extract
+    from workflows.extract_io import check_input_file, contextual_note, load_extract, require_episodes
     from workflows.reference import load_la_table, load_lsoa_table
 
     out_dir = Path(out_dir)
+    check_input_file(extract_path, what="extract")  # before its bytes are hashed for the cache key
     key = cache_key(extract_path, config, rule)
     if is_current(out_dir, key):
         log(f"  unchanged since the last run (same extract, settings and code): reusing {out_dir}")
@@ -159,6 +162,10 @@ def write_gradient_report(extract_path: Path, out_dir: Path, config: GradientRun
     lsoa_table = load_lsoa_table()
     extract, _ = load_extract(extract_path, lsoa_table, salt=os.urandom(32))  # ids never needed
     episodes = extract.episodes
+    require_episodes(extract_path, episodes)
+    note = contextual_note(extract_path, episodes)
+    if note:
+        log(note)
     geography = add_deprivation(lsoa_table)
     served = geography[geography["la_code"].isin(episodes["la_code"].unique())]
     scale_facts = effects.DeprivationScale.from_geography(geography)
@@ -193,11 +200,7 @@ def write_gradient_report(extract_path: Path, out_dir: Path, config: GradientRun
             for name, table in r.tables.items():
                 flag_uncitable(table, r.gate["passed"]).to_csv(tmp / "tables" / f"{r.scale}_{name}.csv")
             r.check.to_csv(tmp / "tables" / f"{r.scale}_predictive_check.csv", index=False)
-            posterior = r.idata.posterior.drop_vars([v for v in r.idata.posterior.data_vars
-                                                     if any("lsoa" in d for d in r.idata.posterior[v].dims)])
-            posterior = posterior.drop_dims([d for d in posterior.dims if "lsoa" in d])
-            posterior.attrs.update({k: str(v) for k, v in posterior.attrs.items()})
-            _to_netcdf(r.idata, posterior, tmp / f"posterior_{r.scale}.nc")
+            posterior_export.write(r.idata, tmp / f"posterior_{r.scale}.nc")
         figures = _figures(results, la_names, tmp / "figures", config.prob)
         heading = title or f"Social gradient and inverse intervention: {extract_path.name}"
         sections = _sections(results, config, prior, len(episodes), episodes, la_names, figures, rule)
@@ -214,15 +217,6 @@ def write_gradient_report(extract_path: Path, out_dir: Path, config: GradientRun
         provenance.redact_extract(man, extract_path)
         (tmp / "manifest.json").write_text(json.dumps(man, indent=1, default=str) + "\n")
     return out_dir
-
-
-def _to_netcdf(idata, posterior, target: Path) -> None:
-    import arviz as az
-
-    groups = {"posterior": posterior, "sample_stats": idata.sample_stats}
-    if "observed_data" in idata.groups():
-        groups["observed_data"] = idata.observed_data  # cell counts: aggregates, never rows
-    az.InferenceData(**groups).to_netcdf(str(target))
 
 
 def derive_effects(result: ScaleResult, scale: effects.DeprivationScale, prob: float) -> None:

@@ -47,7 +47,7 @@ from models.priors import get_prior_set
 from models.sampling import SAMPLERS, ConvergenceGate, SamplerSettings
 from models.suppression import SuppressionRule, suppress_counts
 from models.vocabulary import DEMAND_CLASSES, FACTOR_NAMES, STAGE_LABELS
-from workflows import atomic, config as config_mod, paths, provenance
+from workflows import atomic, config as config_mod, paths, posterior_export, provenance
 from workflows.errors import UserError
 from workflows.report_format import Section, render_html, render_markdown
 from workflows.run_cache import flag_uncitable, is_current, run_key
@@ -129,8 +129,10 @@ class JointRun:
                 object.__setattr__(self, f.name, float(value))
             elif kind is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
                 raise ValueError(f"{f.name} = {value!r}: expected {kind.__name__}")
-        if self.k < 1:
-            raise ValueError(f"k = {self.k}: expected the number of demand classes, at least 1")
+        from workflows.latent_class import MAX_K
+
+        if not 1 <= self.k <= MAX_K:
+            raise ValueError(f"k = {self.k}: expected the number of demand classes, 1 to {MAX_K}")
         unknown = [f for f in self.factors if f not in FACTOR_NAMES]
         if unknown or len(set(self.factors)) < len(self.factors):
             raise ValueError(f"factors = {list(self.factors)}: expected distinct factor names from the data "
@@ -246,20 +248,20 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{where}: [report] {err}") from None
     stem = Path(where).stem
     if args.extract is not None:
-        extract = Path(args.extract)
-        if not extract.exists():
-            raise UserError(f"extract {extract} not found")
-        out = args.out or paths.RESULTS_DIR / f"joint-{extract.name.split('.')[0]}"
+        from workflows.extract_io import check_input_file
+
+        extract = check_input_file(args.extract, what="extract")
+        out = atomic.output_dir(args.out, paths.RESULTS_DIR / f"joint-{extract.name.split('.')[0]}")
     elif config.get("data", {}).get("extract"):  # an LA's own extract named in the config
         extract = Path(config["data"]["extract"]).expanduser()
         extract = (extract if extract.is_absolute() else Path(where).parent / extract).resolve()
         if not extract.exists():
             raise UserError(f"{where}: data.extract = {config['data']['extract']!r}: {extract} not found")
-        out = args.out or paths.RESULTS_DIR / stem / "joint"
+        out = atomic.output_dir(args.out, paths.RESULTS_DIR / stem / "joint")
     else:
         from workflows.fit import prepare_data
 
-        out = args.out or paths.RESULTS_DIR / stem / "joint"
+        out = atomic.output_dir(args.out, paths.RESULTS_DIR / stem / "joint")
         extract = prepare_data(config, Path(out).parent / "data")
     report = write_joint_report(extract, out, run_config, rule, log=lambda m: print(m, flush=True))
     print(f"report: {report / 'report.html'}")
@@ -733,12 +735,8 @@ def _write_posterior(result: JointAnalysis, target: Path) -> None:
     """Class-, stage- and LA-level parameters only: no LSOA, pattern or episode arrays."""
     import arviz as az
 
-    post = result.posterior
-    keep = [v for v in POSTERIOR_VARS if v in post
-            and not any(("lsoa" in d) or ("pattern" in d) or ("episode" in d) for d in post[v].dims)]
-    posterior = post[keep]
-    posterior.attrs = {k: str(v) for k, v in posterior.attrs.items()}
-    az.InferenceData(posterior=posterior, sample_stats=result.fit.idata.sample_stats).to_netcdf(str(target))
+    idata = az.InferenceData(posterior=result.posterior, sample_stats=result.fit.idata.sample_stats)
+    posterior_export.write(idata, target, POSTERIOR_VARS)
 
 
 # ---------------------------------------------------------------------------------------
@@ -755,10 +753,11 @@ def write_joint_report(extract_path, out_dir, config: JointRun, rule: Suppressio
     """Load, fit, derive and report; the folder appears only when complete."""
     from models.areas import add_deprivation
     from models.gradient.effects import DeprivationScale
-    from workflows.extract_io import load_extract
+    from workflows.extract_io import check_input_file, contextual_note, load_extract, require_assessed
     from workflows.reference import load_lsoa_table
 
     extract_path, out_dir = Path(extract_path), Path(out_dir)
+    check_input_file(extract_path, what="extract")  # before its bytes are hashed for the cache key
     key = cache_key(extract_path, config, rule)
     if is_current(out_dir, key):
         log(f"  unchanged since the last run (same extract, settings and code): reusing {out_dir}")
@@ -766,6 +765,11 @@ def write_joint_report(extract_path, out_dir, config: JointRun, rule: Suppressio
     started = time.perf_counter()
     lsoa_table = load_lsoa_table()
     extract, _ = load_extract(extract_path, lsoa_table, salt=os.urandom(32))  # ids never needed
+    require_assessed(extract_path, extract.episodes, extract.factors, "the joint model", MIN_EPISODES)
+    assessed = extract.episodes[extract.episodes["assessment"].fillna(False).to_numpy(dtype=bool)]
+    note = contextual_note(extract_path, assessed)
+    if note:
+        log(note.replace("The within-LA gradient is", "The class gradients within LAs are"))
     geography = add_deprivation(lsoa_table)
     scale = DeprivationScale.from_geography(geography)
     result = analyse_extract(extract.episodes, extract.factors, geography, config, log=log)

@@ -66,7 +66,7 @@ from models.latent_class.selection import ClassSizeCheck, KTask, Selection, fit_
 from models.sampling import SAMPLERS, SamplerSettings
 from models.suppression import SuppressionRule, suppress_counts
 from models.vocabulary import FACTOR_NAMES
-from workflows import atomic, paths, provenance
+from workflows import atomic, paths, posterior_export, provenance
 from workflows.run_cache import flag_uncitable, is_current, run_key
 from workflows.errors import UserError
 from workflows.report_format import Section, render_html, render_markdown
@@ -75,6 +75,8 @@ MODEL_CODE = ("models.latent_class", "models.sampling")
 NOT_FOR_CITATION = "NOT FOR CITATION: the chosen fit did not pass the convergence gate or is multimodal"
 #: Fewer assessed episodes than this: no latent class model is worth fitting.
 MIN_EPISODES = 50
+#: More classes than this is a typo, not a model (the study found 7; each K is a full MCMC fit).
+MAX_K = 20
 #: Episode columns the latent class regression may take as covariates of class membership.
 REGRESSION_COVARIATES: tuple[str, ...] = ("age_group", "gender", "ethnicity")
 OUTCOME_LABELS = {"s47": "section 47 enquiry", "cpp": "child protection plan", "lac": "looked after"}
@@ -126,6 +128,8 @@ class LatentClassRun:
         if self.k < 0 or self.k_min < 1 or self.k_max < 0:
             raise ValueError(f"k {self.k}, k_min {self.k_min}, k_max {self.k_max}: expected k >= 0, "
                              "k_min >= 1, k_max >= 0")
+        if max(self.k, self.k_min, self.k_max) > MAX_K:
+            raise ValueError(f"k {self.k}, k_min {self.k_min}, k_max {self.k_max}: at most {MAX_K} classes")
         if self.k_max == 0 and self.k == 0:
             raise ValueError("k_max 0 skips the K loop: give k, the number of classes to fit")
         if self.k_max and self.k_max < self.k_min:
@@ -204,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
         rule = SuppressionRule(args.threshold)
     except (ValueError, TypeError) as err:
         raise UserError(str(err.args[0])) from None
-    out = args.out or paths.RESULTS_DIR / f"latent-class-{Path(args.extract).name.split('.')[0]}"
+    out = atomic.output_dir(args.out, paths.RESULTS_DIR / f"latent-class-{Path(args.extract).name.split('.')[0]}")
     report = write_latent_class_report(args.extract, out, config, rule)
     print(f"report: {report / 'report.html'}")
     return 0
@@ -442,10 +446,11 @@ def write_latent_class_report(extract_path: Path, out_dir: Path, config: LatentC
     ``config`` already in memory (a notebook's), reported without refitting; the regression
     or misalignment the config asks for and it lacks are fitted here.
     """
-    from workflows.extract_io import load_extract
+    from workflows.extract_io import check_input_file, load_extract, require_assessed
     from workflows.reference import load_lsoa_table
 
     out_dir = Path(out_dir)
+    check_input_file(extract_path, what="extract")  # before its bytes are hashed for the cache key
     key = cache_key(extract_path, config, rule)
     if is_current(out_dir, key):
         log(f"  unchanged since the last run (same extract, settings and code): reusing {out_dir}")
@@ -460,6 +465,7 @@ def write_latent_class_report(extract_path: Path, out_dir: Path, config: LatentC
             result = add_analyses(result, extract.episodes, extract.factors, log=log)
     else:
         extract, _ = load_extract(extract_path, load_lsoa_table(), salt=os.urandom(32))  # ids never needed
+        require_assessed(extract_path, extract.episodes, extract.factors, "a latent class model", MIN_EPISODES)
         result = analyse_extract(extract.episodes, extract.factors, config, log=log)
     gate = result.fit.gate
     log(f"    K = {result.k}: max R-hat {gate['max_r_hat']:.3f}, min bulk ESS {gate['min_ess_bulk']:.0f}, "
@@ -590,12 +596,7 @@ def _tables(result: LatentClassAnalysis, rule: SuppressionRule) -> dict[str, pd.
 
 def _write_posterior(result: LatentClassAnalysis, target: Path) -> None:
     """Class weights and profiles only: no pattern matrix or pattern counts (case-level data)."""
-    import arviz as az
-
-    posterior = result.fit.idata.posterior[["class_weight", "item_prob"]]
-    posterior = posterior.assign_coords({"class": result.names})
-    posterior.attrs = {k: str(v) for k, v in posterior.attrs.items()}
-    az.InferenceData(posterior=posterior, sample_stats=result.fit.idata.sample_stats).to_netcdf(str(target))
+    posterior_export.write(result.fit.idata, target, ["class_weight", "item_prob"], coords={"class": result.names})
 
 
 def _figures(result: LatentClassAnalysis, folder: Path) -> dict[str, tuple[str, Path]]:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import os
 import platform
 import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from workflows import paths
+from workflows import atomic, paths
 
 PACKAGES = ("numpy", "pandas", "scipy", "xarray", "matplotlib", "pymc", "pytensor", "arviz",
             "nutpie", "pyarrow")
@@ -51,14 +52,24 @@ def sha256_file(path: str | Path) -> str:
 def manifest(command: str, inputs: dict[str, str | Path] | None = None, **extra) -> dict:
     """A manifest dict: pass input files to hash and any config, seed or timings as ``extra``."""
     return {
+        atomic.OWNER_KEY: atomic.OWNER,
         "command": command,
-        "argv": sys.argv,
+        "argv": [_file_name_only(a) for a in sys.argv],
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "code_version": code_version(),
         "packages": package_versions(),
         "inputs": {name: {"path": str(p), "sha256": sha256_file(p)} for name, p in (inputs or {}).items()},
         **extra,
     }
+
+
+def _file_name_only(arg: str) -> str:
+    """A command-line argument with any folder part dropped (``--out=/home/x/la/run`` ->
+    ``--out=run``): the folders an analyst keeps files in can identify them."""
+    prefix, sep, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+    if "/" not in value and os.sep not in value:
+        return arg
+    return f"{prefix}{sep}{Path(value).name or value}"
 
 
 def source_fingerprint(*modules: str) -> str:

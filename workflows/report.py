@@ -42,13 +42,46 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
+def read_run_manifest(run_dir: Path) -> dict:
+    """The ``manifest.json`` that ``fit`` wrote in ``run_dir``; a UserError saying what is
+    there instead (no folder, a file, no manifest, a damaged one, another verb's)."""
+    from workflows.extract_io import check_input_folder
+
+    run_dir = check_input_folder(run_dir, "a run folder written by `fit` (e.g. results/six-la)")
+    path = run_dir / "manifest.json"
+    if not path.is_file():
+        raise UserError(f"{run_dir}: no run manifest.json written by `fit` here; run "
+                        "`python -m workflows fit --config NAME` first")
+    try:
+        man = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: cannot be read: {err}") from None
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: damaged (not valid JSON: {err.msg} at line {err.lineno}); rerun "
+                        "`python -m workflows fit --config NAME` to rewrite the run") from None
+    if not isinstance(man, dict) or man.get("command") != "fit" or not isinstance(man.get("sections"), dict) \
+            or not isinstance(man.get("config", {}), dict):
+        what = man.get("command") if isinstance(man, dict) else None
+        raise UserError(f"{run_dir}: no run manifest.json written by `fit` here"
+                        + (f" (the manifest.json here was written by `{what}`)" if what and what != "fit" else "")
+                        + "; run `python -m workflows fit --config NAME` first")
+    return man
+
+
+def _load_posterior(path: Path):
+    import arviz as az
+
+    try:
+        return az.from_netcdf(str(path))
+    except Exception as err:  # netCDF4/h5py/xarray raise their own types for a damaged file
+        raise UserError(f"{path}: cannot be read as a posterior (NetCDF): {err}; the fit of this run is "
+                        "damaged (rerun `fit`)") from None
+
+
 def write_run_report(run_dir: Path) -> Path:
     """Write ``report.md``/``report.html`` (and headline tables and figures) for a fitted run."""
     run_dir = Path(run_dir)
-    man = _read_json(run_dir / "manifest.json")
-    if man.get("command") != "fit" or "sections" not in man:
-        raise UserError(f"{run_dir}: no run manifest.json written by `fit` here; run "
-                        "`python -m workflows fit --config NAME` first")
+    man = read_run_manifest(run_dir)
     from workflows.fit import convergence_summary
 
     config, sections_run = man["config"], man["sections"]
@@ -92,7 +125,6 @@ def write_run_report(run_dir: Path) -> Path:
 
 
 def _gradient_sections(run_dir: Path, config: dict, gates: dict, tables_dir: Path, figures_dir: Path) -> list[Section]:
-    import arviz as az
     import matplotlib
 
     matplotlib.use("Agg")
@@ -114,8 +146,12 @@ def _gradient_sections(run_dir: Path, config: dict, gates: dict, tables_dir: Pat
         if not path.exists():
             raise UserError(f"{path}: missing; the gradient fit of this run is incomplete (rerun `fit`)")
         spec = GradientSpec(scale=scale, covariates=covariates if scale == "transition" else ())
-        result = gw.ScaleResult(scale, spec, az.from_netcdf(str(path)), gates.get(scale, {"passed": False}))
-        gw.derive_effects(result, scale_facts, prob)  # the same derived quantities the fit's report shows
+        result = gw.ScaleResult(scale, spec, _load_posterior(path), gates.get(scale, {"passed": False}))
+        try:
+            gw.derive_effects(result, scale_facts, prob)  # the same derived quantities the fit's report shows
+        except (KeyError, ValueError) as err:
+            raise UserError(f"{path}: does not hold the gradient model's posterior ({err}); the fit of this run "
+                            "is damaged (rerun `fit`)") from None
         results.append(result)
     out = [Section("Headlines", gw.headlines(results, prob))]
     tables_dir.mkdir(exist_ok=True)

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             section[key] = getattr(args, key)
     run_config = SBCRun.from_config(section, config["_path"])
-    out = args.out or paths.RESULTS_DIR / f"sbc-{run_config.preset}"
+    out = atomic.output_dir(args.out, paths.RESULTS_DIR / f"sbc-{run_config.preset}")
     write_sbc_report(out, run_config, scheduler=args.scheduler, n_workers=args.workers,
                      progress=not args.no_progress)
     print(f"report: {out / 'report.html'}")

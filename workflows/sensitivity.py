@@ -58,8 +58,13 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         if name not in PRIOR_SETS:
             raise UserError(f"--prior-sets: unknown prior set {name!r}; choose from {', '.join(PRIOR_SETS)}")
-    settings = SamplerSettings(draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed)
-    out = args.out or paths.RESULTS_DIR / f"sensitivity-{Path(args.extract).name.split('.')[0]}"
+    if not names:
+        raise UserError(f"--prior-sets {args.prior_sets!r}: give one or more of {', '.join(PRIOR_SETS)}")
+    try:
+        settings = SamplerSettings(draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    out = atomic.output_dir(args.out, paths.RESULTS_DIR / f"sensitivity-{Path(args.extract).name.split('.')[0]}")
     stages = None
     if args.stages:
         stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
@@ -77,12 +82,16 @@ def write_sensitivity_report(extract_path: Path, out_dir: Path, prior_sets: list
                              settings: SamplerSettings, stages: tuple[str, ...] | None = None,
                              log=print, scheduler: str | None = None, n_workers: int | None = 1,
                              progress: bool = False) -> Path:
-    from workflows.extract_io import load_extract
+    from workflows.extract_io import contextual_note, load_extract, require_episodes
     from workflows.reference import load_lsoa_table
 
     started = time.perf_counter()
     lsoa_table = load_lsoa_table()
     episodes = load_extract(extract_path, lsoa_table, salt=os.urandom(32))[0].episodes
+    require_episodes(extract_path, episodes)
+    note = contextual_note(extract_path, episodes)
+    if note:
+        log(note)
     geography = add_deprivation(lsoa_table)
     facts = effects.DeprivationScale.from_geography(geography)
     if scale == "population":

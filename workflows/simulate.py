@@ -1,6 +1,6 @@
 """``python -m workflows simulate``: a synthetic extract on the real geography, plus its truth.
 
-Writes, into ``--out`` (replaced as a whole only when everything is written):
+Writes, into ``--out`` (moved into place only when everything is written; see :mod:`workflows.atomic`):
 
 - ``extract.csv`` (or ``.parquet``): the case-level extract in the documented schema;
 - ``truth.json``: every true parameter, the LA effects and expected rates by decile;
@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="six-la", choices=list(PRESETS),
                         help="what to simulate (default: six-la)")
     parser.add_argument("--seed", type=int, default=20200101, help="random seed")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (replaced)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (new, empty, or an earlier output of the workbench)")
     parser.add_argument("--format", choices=["csv", "parquet"], default="csv",
                         help="extract file format (default: csv)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")

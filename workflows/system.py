@@ -35,7 +35,7 @@ from models.system import gradient as grad_model
 from models.system import plots
 from models.system import trends as trend_model
 from models.system.components import get_priors
-from workflows import atomic, config as config_mod, paths, provenance
+from workflows import atomic, config as config_mod, paths, posterior_export, provenance
 from workflows.run_cache import NOT_FOR_CITATION, flag_uncitable, is_current, run_key
 from workflows.errors import UserError
 from workflows.report_format import Section, render_html, render_markdown
@@ -128,9 +128,11 @@ def run(args: argparse.Namespace) -> int:
         rule = SuppressionRule(config["report"]["suppression_threshold"], config["report"]["suppression_marker"])
     except ValueError as err:
         raise UserError(f"{config['_path']}: {err}") from None
-    out = args.out or paths.RESULTS_DIR / "system"
+    out = atomic.output_dir(args.out, paths.RESULTS_DIR / "system")
     from workflows.build_panel import PANEL_DIR, PANEL_FILE
-    panel_path = Path(args.panel) if args.panel else PANEL_DIR / PANEL_FILE
+    from workflows.extract_io import check_input_file
+
+    panel_path = check_input_file(args.panel, what="panel CSV") if args.panel else PANEL_DIR / PANEL_FILE
     report = write_system_report(panel_path, out, run_config, rule, log=lambda m: print(m, flush=True))
     print(f"report: {report / 'report.html'}")
     return 0
@@ -150,6 +152,30 @@ class ModelResult:
     figures: list[tuple[str, Path]] = field(default_factory=list)
     headlines: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+
+def read_panel(path: Path) -> pd.DataFrame:
+    """The LA x year panel at ``path``; a UserError when it is not one ``build-panel`` wrote."""
+    from workflows.build_panel import PANEL_COLUMNS, load_panel
+    from workflows.extract_io import check_input_file
+
+    path = check_input_file(path, what="panel CSV")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+        if b"\x00" in head:
+            raise UserError(f"{path}: not an LA panel: the file holds binary data, not CSV text")
+        panel = load_panel(path)
+    except UserError:
+        raise
+    except (ValueError, TypeError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise UserError(f"{path}: not an LA panel written by `build-panel`: {err}") from None
+    missing = [c for c in PANEL_COLUMNS if c not in panel.columns]
+    if missing:
+        raise UserError(f"{path}: not an LA panel written by `build-panel`: missing column(s) "
+                        + ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+                        + "; rebuild it with `python -m workflows build-panel`")
+    return panel
 
 
 def prepare_panel(panel: pd.DataFrame, run_config: SystemRun) -> pd.DataFrame:
@@ -347,7 +373,6 @@ def write_system_report(panel_path: Path, out_dir: Path, run_config: SystemRun, 
     import matplotlib
 
     matplotlib.use("Agg")
-    from workflows.build_panel import load_panel
 
     out_dir, panel_path = Path(out_dir), Path(panel_path)
     if not panel_path.exists():
@@ -357,7 +382,7 @@ def write_system_report(panel_path: Path, out_dir: Path, run_config: SystemRun, 
         log(f"  unchanged since the last run (same panel, settings and code): reusing {out_dir}")
         return out_dir
     started = time.perf_counter()
-    panel = prepare_panel(load_panel(panel_path), run_config)
+    panel = prepare_panel(read_panel(panel_path), run_config)
     priors = get_priors(run_config.prior)
     las, _ = sysdata.la_table(panel)
     la_names = las["la_name"].to_dict()
@@ -399,13 +424,8 @@ def write_system_report(panel_path: Path, out_dir: Path, run_config: SystemRun, 
 
 
 def _to_netcdf(idata, target: Path) -> None:
-    import arviz as az
-
-    posterior = idata.posterior.drop_vars([v for v in idata.posterior.data_vars if v.endswith("__")])
-    posterior = posterior.drop_dims([d for d in posterior.dims if d.endswith("_dim_0") and d not in
-                                     {dd for v in posterior.data_vars for dd in posterior[v].dims}])
-    posterior.attrs = {k: str(v) for k, v in posterior.attrs.items()}
-    az.InferenceData(posterior=posterior, sample_stats=idata.sample_stats).to_netcdf(str(target))
+    """The panel is public, but the one filter applies to every posterior written."""
+    posterior_export.write(idata, target)
 
 
 def _sections(results: list[ModelResult], panel: pd.DataFrame, run_config: SystemRun, priors,

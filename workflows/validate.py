@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from models.pseudonymise import read_salt
-    from models.validation import validate_extract
+    from models.validation import check_extract
     from workflows.extract_io import read_extract_raw
     from workflows.reference import load_lsoa_table
 
@@ -33,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
             read_salt(args.salt_file)
         except (OSError, ValueError) as err:
             raise UserError(f"salt file {args.salt_file}: {err}") from None
-    raw = read_extract_raw(args.file)
-    report = validate_extract(raw, load_lsoa_table(), source=str(args.file))
+    # The raw frame is handed over, not kept: it is freed once parsed (peak memory).
+    report = check_extract(read_extract_raw(args.file), load_lsoa_table(), source=str(args.file))[0]
     print(report.format(max_per_rule=args.max_per_rule))
     if args.salt_file is not None:
         print(f"salt file {args.salt_file}: readable")
