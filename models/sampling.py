@@ -108,6 +108,18 @@ def convergence_table(idata: az.InferenceData, var_names: list[str]) -> pd.DataF
     return table.loc[keep, ["r_hat", "ess_bulk", "ess_tail"]]
 
 
+#: Dimensions indexed by case-level units: their labels (LSOA codes, ...) never leave a fit.
+CASE_LEVEL_DIMS = ("lsoa", "cell", "pattern", "episode", "child", "row", "obs")
+
+
+def _public_label(idata: az.InferenceData, label: str) -> str:
+    """``label`` (``name[coords]``) with the coordinates dropped where the variable is indexed
+    by a case-level unit (an LSOA code is not for a manifest)."""
+    name = str(label).split("[", 1)[0]
+    dims = idata.posterior[name].dims if name in idata.posterior else ()
+    return name if any(part in str(d) for d in dims for part in CASE_LEVEL_DIMS) else str(label)
+
+
 @dataclass(frozen=True)
 class ConvergenceGate:
     """Thresholds a result must meet before it is reported as citable."""
@@ -126,9 +138,9 @@ class ConvergenceGate:
             "min_ess_tail": float(table["ess_tail"].min()),
             "divergences": div,
             # Which quantity held each figure down: what a user needs to act on a failed gate.
-            "worst_r_hat": str(table["r_hat"].idxmax()) if len(table) else "",
-            "worst_ess_bulk": str(table["ess_bulk"].idxmin()) if len(table) else "",
-            "worst_ess_tail": str(table["ess_tail"].idxmin()) if len(table) else "",
+            "worst_r_hat": _public_label(idata, table["r_hat"].idxmax()) if len(table) else "",
+            "worst_ess_bulk": _public_label(idata, table["ess_bulk"].idxmin()) if len(table) else "",
+            "worst_ess_tail": _public_label(idata, table["ess_tail"].idxmin()) if len(table) else "",
         }
         worst["passed"] = bool(
             worst["max_r_hat"] <= self.max_r_hat and worst["min_ess_bulk"] >= self.min_ess_bulk

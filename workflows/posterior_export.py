@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from models.sampling import CASE_LEVEL_DIMS
+
 #: A dimension whose name contains one of these indexes case-level data.
-PRIVATE_DIMS = ("lsoa", "cell", "pattern", "episode", "child", "row", "obs")
+PRIVATE_DIMS = CASE_LEVEL_DIMS
 
 
 def is_private_dim(dim: str) -> bool:
