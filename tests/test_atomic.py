@@ -156,3 +156,27 @@ def test_atomic_dir_keeps_a_hidden_old_folder_it_did_not_write(tmp_path):
     assert (theirs / "notes").read_text() == "the user's"
     assert _without_manifest(_tree(target)) == {"f": b"new"}
     assert [n for n in _siblings(tmp_path) if not n.startswith(".report.old")] == ["neighbour.txt", "report"]
+
+
+@pytest.mark.parametrize("left", ["marker", "stamped", "empty"])
+def test_a_killed_runs_temporary_is_swept_at_every_stage(tmp_path, left):
+    """A kill can land just after mkdtemp (empty), while the output is written (marker), or
+    after the manifest is stamped and the marker dropped (stamped): each is ours and the next
+    run removes it; a user's hidden folder of the same shape holding files is kept."""
+    target = tmp_path / "report"
+    leftover = tmp_path / ".report.abcd1234.tmp"
+    leftover.mkdir()
+    if left == "marker":
+        (leftover / ".workbench-temporary").touch()
+        (leftover / "half.csv").write_text("a\n")
+    elif left == "stamped":
+        (leftover / "manifest.json").write_text(json.dumps({atomic.OWNER_KEY: atomic.OWNER}))
+    users = tmp_path / ".report.user0000.tmp"
+    users.mkdir()
+    (users / "mine.txt").write_text("keep")
+    with atomic.atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("new")
+    assert not leftover.exists()
+    assert (users / "mine.txt").read_text() == "keep"
+    assert (target / "a.txt").read_text() == "new"
+    assert ".workbench-temporary" not in json.loads((target / "manifest.json").read_text())["outputs"]

@@ -173,8 +173,8 @@ def atomic_dir(target: str | os.PathLike, overwrite: bool | None = None) -> Iter
     (tmp / _TMP_MARKER).touch()
     try:
         yield tmp
+        _stamp_manifest(tmp)  # before the marker goes: a kill in between leaves a folder still ours
         (tmp / _TMP_MARKER).unlink()
-        _stamp_manifest(tmp)
         target = check_output_dir(target, overwrite)  # the folder may have changed meanwhile
         if not target.exists():
             os.replace(tmp, target)
@@ -224,7 +224,7 @@ def _sweep_own_temporaries(target: Path) -> None:
     """Temporary folders an interrupted run for this same target left beside it (they hold
     our marker, so they are ours to remove)."""
     for path in target.parent.glob(f".{target.name}.*.tmp"):
-        if path.is_dir() and (path / _TMP_MARKER).exists():
+        if _is_ours_temporary(path):
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -273,7 +273,7 @@ def _stamp_manifest(folder: Path) -> None:
         man = {}
     man[OWNER_KEY] = OWNER
     man["outputs"] = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                            if p.is_file() and p.name != MANIFEST)
+                            if p.is_file() and p.name not in (MANIFEST, _TMP_MARKER))
     path.write_text(json.dumps(man, indent=1, default=str) + "\n", encoding="utf-8")
 
 
@@ -293,8 +293,9 @@ def _is_ours_temporary(path: Path) -> bool:
     name = path.name
     if not (name.startswith(".") and name.endswith(".tmp")):
         return False
-    if path.is_dir():
-        return (path / _TMP_MARKER).exists()
+    if path.is_dir():  # marker until the manifest is stamped, then the manifest; empty just after mkdtemp
+        return ((path / _TMP_MARKER).exists() or read_manifest(path) is not None
+                or not any(path.iterdir()))
     parts = name[1:-len(".tmp")].rsplit(".", 1)
     return path.is_file() and len(parts) == 2 and len(parts[1]) == 8
 
