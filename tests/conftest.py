@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 
+from _seeds import OFFSET, seed
 from models.areas import add_deprivation
 from workflows.extract_io import load_extract
 from workflows.reference import load_lsoa_table
@@ -36,21 +37,23 @@ def national_geography():
 
 @pytest.fixture(scope="session")
 def simulated(tmp_path_factory):
-    """``simulated(preset, seed)``: simulate once per session, then reuse."""
+    """``simulated(preset, base)``: simulate once per session (seed ``seed(base)``, shifted by
+    ``CSC_TEST_SEED_OFFSET``), then reuse."""
     cache: dict[tuple[str, int], Simulated] = {}
 
-    def make(preset: str, seed: int) -> Simulated:
-        if (preset, seed) not in cache:
-            out = tmp_path_factory.mktemp(f"sim-{preset}-{seed}")
-            write_simulation(out, preset, seed)
+    def make(preset: str, base: int) -> Simulated:
+        key = (preset, seed(base))
+        if key not in cache:
+            out = tmp_path_factory.mktemp(f"sim-{preset}-{key[1]}")
+            write_simulation(out, preset, key[1])
             extract, _ = load_extract(out / "extract.csv", load_lsoa_table(), salt=b"tests")
             truth = json.loads((out / "truth.json").read_text())
             te = pd.read_csv(out / "truth_episodes.csv").set_index("episode_id")
             classes = te.loc[extract.episodes["episode_id"], "demand_class"].reset_index(drop=True)
             effects = pd.read_csv(out / "truth_lsoa_effects.csv")
             lsoas = effects.loc[effects["in_sample"].astype(bool), "lsoa_code"].tolist()
-            cache[(preset, seed)] = Simulated(extract.episodes, extract.factors, truth, classes, lsoas)
-        return cache[(preset, seed)]
+            cache[key] = Simulated(extract.episodes, extract.factors, truth, classes, lsoas)
+        return cache[key]
 
     return make
 
@@ -60,6 +63,11 @@ def simulated(tmp_path_factory):
 #: instead of one of them starting last and holding up the whole run.
 SLOW_MODULES_FIRST = ("test_latent_class_recovery", "test_notebooks", "test_gradient_recovery",
                       "test_interruption", "test_joint_model", "test_fit_report_compare")
+
+
+def pytest_report_header(config):
+    return (f"CSC_TEST_SEED_OFFSET={OFFSET}: every seed the tests use is shifted by {OFFSET} "
+            "(tests/_seeds.py; stochastic assertions: tests/README.md)")
 
 
 def pytest_collection_modifyitems(config, items):

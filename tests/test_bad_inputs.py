@@ -19,7 +19,6 @@ import random
 import re
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -721,7 +720,7 @@ _MEASURE = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]);
 
 
 @pytest.mark.slow
-def test_a_million_rows_validate_in_bounded_time_and_memory(base, tmp_path):
+def test_a_million_rows_validate_in_bounded_memory(base, tmp_path):
     """1,000,000 rows (169 MB): about 10 s and 1.3 GB on the 2-core machine
     (benchmarks/bench_validate_1m.py, benchmarks/RESULTS.md); generous bounds here, as
     users run it (a subprocess, so that its peak memory is its own)."""
@@ -733,15 +732,14 @@ def test_a_million_rows_validate_in_bounded_time_and_memory(base, tmp_path):
             row = base.rows[i % len(base.rows)]
             handle.write(",".join(row[:episode] + [f"{row[episode]}R{i // len(base.rows)}"] + row[episode + 1:])
                          + "\n")
-    started = time.perf_counter()
+    # timeout: a hang guard (30 x the measured time), not a speed check; speed is measured in
+    # benchmarks/bench_validate_1m.py
     result = subprocess.run([sys.executable, "-c", _MEASURE, sys.executable, "-m", "workflows", "validate",
                              str(path)], cwd=paths.REPO_ROOT, capture_output=True, text=True, timeout=300)
-    seconds = time.perf_counter() - started
     assert result.returncode == 0, result.stdout + result.stderr
     assert "validation passed: 0 error(s), 0 warning(s) in 1000000 data row(s)" in result.stdout
     peak_mb = int(next(line for line in result.stderr.splitlines() if line.startswith("PEAK ")).split()[1]) / 1024
-    assert peak_mb < 2500, peak_mb
-    assert seconds < 90, seconds
+    assert peak_mb < 2500, peak_mb  # memory does not depend on the machine's speed
 
 
 # ---------------------------------------------------------------------------------------

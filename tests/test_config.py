@@ -8,6 +8,8 @@ from workflows import paths
 from workflows.config import load_config
 from workflows.errors import UserError
 
+#: The seeds in these configs are only parsed, never used to draw anything: they stay as
+#: written (not shifted by CSC_TEST_SEED_OFFSET, tests/_seeds.py).
 GOOD = '[data]\npreset = "tiny"\nseed = 7\n'
 
 

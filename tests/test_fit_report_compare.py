@@ -13,6 +13,7 @@ import re
 import pandas as pd
 import pytest
 
+from _seeds import seed
 from _fit_runs import interrupted_run
 from models.suppression import SuppressionRule
 from workflows import provenance
@@ -40,7 +41,7 @@ def test_run_folder_holds_posterior_tables_reports_and_manifest(run_dir):
     idata = az.from_netcdf(run_dir / "gradient" / "posterior_population.nc")
     assert idata.posterior.sizes["chain"] == 2 and idata.posterior.sizes["draw"] == 100
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["command"] == "fit" and manifest["seed"] == 4
+    assert manifest["command"] == "fit" and manifest["seed"] == seed(4)
     assert manifest["config"]["gradient"]["draws"] == 100 and manifest["config"]["compare"]["variants"] == [
         "full", "no_lsoa_effects"]
     assert re.fullmatch(r"[0-9a-f]{64}", manifest["data"]["sha256"])
@@ -52,7 +53,8 @@ def test_run_folder_holds_posterior_tables_reports_and_manifest(run_dir):
 def test_failed_gate_is_marked_everywhere(run_dir):
     summary = pd.read_csv(run_dir / "summary.csv", index_col=[0, 1])
     assert list(summary.index) == [("gradient", "population"), ("compare", "full"), ("compare", "no_lsoa_effects")]
-    assert not summary.loc[("gradient", "population"), "passed"]  # 2 x 100 draws: ESS far below 400
+    # 2 x 100 draws: ESS far below 400 and R-hat above 1.01 somewhere, P(passes) ~ 0
+    assert not summary.loc[("gradient", "population"), "passed"]
     assert {"max_r_hat", "min_ess_bulk", "min_ess_tail", "divergences"} <= set(summary.columns)
     assert "NOT FOR CITATION" in (run_dir / "summary.md").read_text().split("|")[0]
     report = (run_dir / "report.md").read_text()
@@ -92,7 +94,10 @@ def test_compare_ranks_variants_and_warns_on_pareto_k(run_dir):
     assert set(table.index) == {"full", "no_lsoa_effects"} and table["elpd_diff"].min() == 0
     assert (pareto["cells"] == 162).all()  # 81 LSOAs x 2 years, referrals only
     # The tiny preset has LSOA-to-LSOA variation: the model with LSOA effects predicts better,
-    # and its per-LSOA effects make some cells influential (high Pareto k).
+    # and its per-LSOA effects make some cells influential (high Pareto k): each of 81 LSOA
+    # effects rests on two cells, so leaving one out moves it far.  Measured, not derived:
+    # elpd difference and Pareto k over seed offsets 0-3 in tests/README.md.
+    print(f"compare:\n{table.round(2).to_string()}\n{pareto.round(2).to_string()}")
     assert table.index[0] == "full"
     assert pareto.loc["full", "k>0.7"] > 0 and pareto.loc["full", "max_k"] > 0.7
     report = (run_dir / "compare" / "report.md").read_text()
@@ -112,6 +117,7 @@ def test_config_errors_name_the_section_and_key(tmp_path):
     with pytest.raises(UserError, match=r"\[compare\] stages \['referral'\]: not stages of the transition scale"):
         CompareRun.from_config({"scale": "transition", "stages": ["referral"]}, "x.toml")
     path = tmp_path / "nomodel.toml"
+    # seeds in these configs are only parsed (config errors), never drawn from: not shifted
     path.write_text('[data]\npreset = "tiny"\nseed = 1\n')
     with pytest.raises(UserError, match=r"nomodel.toml: no model section to fit; add one of \[gradient\]"):
         fit_run(load_config(path), tmp_path / "out")
@@ -122,7 +128,7 @@ def test_config_errors_name_the_section_and_key(tmp_path):
 
 # --- an LA's own extract, and the latent class section, through `fit` ----------------------------
 
-OWN_CONFIG = """
+OWN_CONFIG = f"""
 [data]
 extract = "extract.csv"   # beside this config, where the analyst keeps it
 
@@ -132,7 +138,7 @@ k_max = 0
 chains = 2
 draws = 100
 tune = 150
-seed = 3
+seed = {seed(3)}
 n_starts = 3
 episodes = 600
 misalignment = false
@@ -147,7 +153,7 @@ def own_run(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("own-extract")
     secret = root / "la-secret-folder"
-    write_simulation(secret, "tiny", seed=4)
+    write_simulation(secret, "tiny", seed=seed(4))
     config_path = secret / "own.toml"
     config_path.write_text(OWN_CONFIG)
     out = tmp_path_factory.mktemp("results") / "own"
@@ -172,8 +178,10 @@ def test_latent_class_section_convergence_reaches_the_run_summary_and_report(own
     assert bool(row["passed"]) == (gate["passed"] and not gate["multimodal"])
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["sections"]["latent_class"]["convergence"]["2"] == gate
-    # The two classes found in the tiny preset's factors: shares that sum to one, both real classes.
+    # The two classes found in the tiny preset's factors: shares that sum to one, both real
+    # classes (measured over seed offsets 0-3: the smaller holds 20-30%, far from 5%).
     sizes = pd.read_csv(out / "latent_class" / "tables" / "class_sizes.csv", index_col=0)
+    print(f"own extract K = 2 class shares {sizes['share'].round(3).tolist()}")
     assert len(sizes) == 2 and sizes["share"].sum() == pytest.approx(1, abs=0.01) and sizes["share"].min() > 0.05
     report = (out / "report.md").read_text()
     assert "## Demand classes" in report and "K = 2 classes" in report and "latent_class/report.html" in report
@@ -234,6 +242,7 @@ def test_extract_path_is_relative_to_the_config_and_expands_home(tmp_path, monke
 
 def test_own_extract_errors_name_file_keys_and_path(tmp_path):
     path = tmp_path / "both.toml"
+    # seeds in these configs are only parsed (config errors), never drawn from: not shifted
     path.write_text('[data]\npreset = "tiny"\nseed = 1\nextract = "x.csv"\n[latent_class]\nk = 2\nk_max = 0\n')
     with pytest.raises(UserError, match=r"both.toml: data.extract and data.preset, data.seed given together"):
         load_config(path)

@@ -9,6 +9,7 @@ import re
 import pandas as pd
 import pytest
 
+from _seeds import seed
 from _confidential import assert_no_episode_values
 
 from models.suppression import SuppressionRule
@@ -16,13 +17,13 @@ from workflows.errors import UserError
 from workflows.gradient import NOT_FOR_CITATION, GradientRun, write_gradient_report
 from workflows.simulate import write_simulation
 
-SHORT = GradientRun(draws=100, tune=150, chains=2, seed=3)
+SHORT = GradientRun(draws=100, tune=150, chains=2, seed=seed(3))
 
 
 @pytest.fixture(scope="module")
 def tiny_extract(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny-gradient")
-    write_simulation(out, "tiny", seed=4)
+    write_simulation(out, "tiny", seed=seed(4))
     return out / "extract.csv"
 
 
@@ -49,7 +50,7 @@ def test_report_has_headlines_tables_figures_and_posterior(report):
     assert list(table.index) == ["referral", "assessment", "s47", "icpc", "cpp", "lac"]
     assert (table["lower"] < table["upper"]).all() and {"r_hat", "ess_bulk", "ess_tail"} <= set(table.columns)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["config"]["draws"] == 100 and manifest["seed"] == 3
+    assert manifest["config"]["draws"] == 100 and manifest["seed"] == seed(3)
     assert set(manifest["convergence"]) == {"population", "transition"}
     assert "sha256" in manifest["inputs"]["extract"] and "/" not in manifest["inputs"]["extract"]["path"]
 
@@ -57,7 +58,10 @@ def test_report_has_headlines_tables_figures_and_posterior(report):
 def test_short_chains_are_marked_not_for_citation(report):
     out, messages = report
     manifest = json.loads((out / "manifest.json").read_text())
-    assert not manifest["convergence"]["population"]["passed"]  # 2 x 100 draws cannot give ESS 400
+    # 2 x 100 draws cannot pass the reporting gate (bulk ESS >= 400 and R-hat <= 1.01 for every
+    # quantity; with ESS near 200, one quantity's R-hat exceeds 1.01 about 40% of the time):
+    # P(passes) is negligible, so this never fails by chance.
+    assert not manifest["convergence"]["population"]["passed"]
     assert NOT_FOR_CITATION in (out / "report.md").read_text().split("## Headlines")[0]
     table = pd.read_csv(out / "tables" / "population_inverse_intervention.csv")
     assert (table["status"] == NOT_FOR_CITATION).all()
@@ -67,7 +71,9 @@ def test_short_chains_are_marked_not_for_citation(report):
 def test_small_observed_counts_are_suppressed(report):
     out, _ = report
     check = pd.read_csv(out / "tables" / "population_predictive_check.csv")
-    assert check["observed_suppressed"].any()          # threshold 50 on the tiny preset
+    # threshold 50 on the tiny preset: its later stages by decile are tens of children, for
+    # any seed (the design, not chance)
+    assert check["observed_suppressed"].any()
     assert check.loc[check["observed_suppressed"], "observed"].isna().all()
     assert check.loc[~check["observed_suppressed"], "observed"].notna().all()
     assert "| c |" in (out / "report.md").read_text()

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from _seeds import seed
 from models.suppression import SuppressionRule
 from models.vocabulary import DEMAND_CLASSES
 from workflows import cli, joint
@@ -24,7 +25,7 @@ from workflows.joint import NOT_FOR_CITATION, JointRun, three_step_table, write_
 from workflows.simulate import write_simulation
 
 #: Two chains of 60 draws: far below the gate's ESS >= 400, so the fit is never citable.
-SHORT = JointRun(k=2, max_factors=5, episodes=400, draws=60, tune=60, chains=2, seed=3, n_starts=2,
+SHORT = JointRun(k=2, max_factors=5, episodes=400, draws=60, tune=60, chains=2, seed=seed(3), n_starts=2,
                  steepest=("neglect",))
 MODEL_TABLES = ("class_gradients", "class_contextual", "class_inverse_intervention", "class_probability",
                 "steepest", "class_profiles", "class_sizes")
@@ -34,7 +35,7 @@ STAGES = ["s47", "icpc", "cpp", "lac"]
 @pytest.fixture(scope="module")
 def tiny_extract(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny-joint")
-    write_simulation(out, "tiny", seed=4)
+    write_simulation(out, "tiny", seed=seed(4))
     return out / "extract.csv"
 
 
@@ -172,6 +173,7 @@ def test_config_errors_name_the_key(tmp_path, capsys):
     with pytest.raises(UserError, match=r"joint\.factors .*not_a_factor"):
         JointRun.from_config({"factors": ["neglect", "not_a_factor"]}, "run.toml")
     config = tmp_path / "bad.toml"
+    # seeds in these configs are only parsed (config errors), never drawn from: not shifted
     config.write_text('[data]\npreset = "tiny"\nseed = 1\n[joint]\nk = "four"\n')
     with pytest.raises(UserError, match=r"bad\.toml: joint\.k = 'four': expected int"):
         load_config(config)

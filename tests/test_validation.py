@@ -6,7 +6,6 @@ fires, at the spreadsheet row (header = 1) and column an analyst would look at.
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pandas as pd
@@ -289,12 +288,10 @@ def test_numbers_are_not_formulas_but_signs_before_codes_are():
 
 
 @pytest.mark.slow
-def test_validation_is_fast_on_100k_rows():
-    """A tenth of the 1M-row target (< 20 s) so the suite stays quick: allow 4 s."""
+def test_validation_passes_100k_clean_rows():
+    """100,000 clean rows give no issue (row-wise rules at scale).  How fast: measured in
+    benchmarks/bench_validate_1m.py, not asserted here (no test depends on the machine's speed)."""
     raw = pd.concat([clean_raw()] * 20_000, ignore_index=True)
     raw["episode_id"] = np.char.add("E", np.arange(len(raw)).astype(str)).astype(object)
-    start = time.perf_counter()
     report = run(raw)
-    elapsed = time.perf_counter() - start
-    assert report.ok
-    assert elapsed < 4.0, elapsed
+    assert report.ok and report.issues == [], report.issues[:5]
