@@ -249,6 +249,18 @@ def test_rates_are_counts_over_population(panel):
     assert share.between(0, 1).all()
 
 
+def test_population_sums_to_the_published_england_estimate(raw, panel):
+    """Children 0-17 of year Y are ONS's England mid-(Y-1) estimate, summed over units."""
+    nat = bp.national_rows(raw["population"])
+    published = pd.Series(bp.to_number(nat, "population_estimate").to_numpy(),
+                          index=nat["time_period"].astype(int) + 1)
+    years = sorted(y for y in published.index if 2013 <= y <= 2025)
+    assert years == list(range(2013, 2026))
+    for year in years:
+        units = panel.loc[panel["year"].eq(year), "population_0_17"].astype(float)
+        assert units.notna().all() and units.sum() == published[year], year
+
+
 def test_population_is_the_mid_year_before(panel):
     assert panel["population_mid_year"].eq(panel["year"] - 1).all()
     assert set(panel["population_source"]) == {"dfe_cin_underlying", "ons_mye_revised",
@@ -270,7 +282,93 @@ def test_workforce_joint_rows_share_rates_not_counts(panel):
     assert kr["workforce_joint_with"].notna().all()
     assert kr["sw_fte"].isna().all()
     assert kr["caseload_fte"].nunique() == 1 and kr["agency_rate_pct"].nunique() == 1
-    assert panel.loc[panel["year"] < 2018, "workforce_snapshot"].isna().all()
+    assert panel.loc[panel["year"] < 2017, "workforce_snapshot"].isna().all()
+
+
+# ---- workforce: every series in the year DfE gives it ----------------------------------------
+
+
+def _workforce_rows(raw):
+    rows = bp.la_rows(raw["workforce"])
+    return rows.assign(year=rows["time_period"].astype(int), dfe=rows["old_la_code"].str.strip())
+
+
+def test_every_column_says_which_period_it_measures():
+    assert set(bp.PERIODS) == set(bp.PANEL_COLUMNS)
+    assert "30 September Y" in bp.PERIODS["agency_rate_pct"]
+    assert "31 March Y" in bp.PERIODS["cin_31mar_n"] and "mid-year" in bp.PERIODS["population_0_17"]
+
+
+def test_workforce_sits_in_the_year_dfe_gives_it(raw, panel):
+    """Every published LA row that is a whole unit by itself, every year 2017-2025: the
+    panel row of the same year carries its published rates and FTE (no shift)."""
+    units = bp.build_units(raw["b1"])
+    single = units.groupby("la_code").filter(lambda g: len(g) == 1).set_index("dfe")["la_code"]
+    rows = _workforce_rows(raw)
+    rows = rows[rows["dfe"].isin(single.index)]
+    got = panel.set_index(["la_code", "year"])
+    checked = {}
+    for _, r in rows.iterrows():
+        p = got.loc[(single[r["dfe"]], r["year"])]
+        assert p["workforce_snapshot"] == f"{r['year']}-09-30"
+        for ours, theirs in (("agency_rate_pct", "agency_rate_fte"),
+                             ("turnover_rate_pct", "turnover_rate_fte"),
+                             ("vacancy_rate_pct", "vacancy_rate_fte"),
+                             ("caseload_fte", "caseload_fte"), ("sw_fte", "inpost_fte"),
+                             ("agency_fte", "agency_fte"), ("leavers_fte", "leavers_fte"),
+                             ("vacancy_fte", "vacancy_fte")):
+            want = float(bp.to_number(r.to_frame().T, theirs).iloc[0])
+            if np.isnan(want):
+                assert pd.isna(p[ours]), (ours, r["dfe"], r["year"])
+            else:
+                assert p[ours] == pytest.approx(want, abs=0.005), (ours, r["dfe"], r["year"])
+        checked[r["year"]] = checked.get(r["year"], 0) + 1
+    assert sorted(checked) == list(range(2017, 2026))
+    assert min(checked.values()) > 130
+
+
+def test_panel_workforce_reproduces_published_england(raw, panel):
+    """Units' FTE summed (joint rows, which give no unit a count, added once from the raw
+    file) equal DfE's England row, and its rates follow; 2025 is the newest snapshot."""
+    nat = bp.national_rows(raw["workforce"])
+    nat = nat.assign(year=nat["time_period"].astype(int)).set_index("year")
+    rows = _workforce_rows(raw)
+    unit_of = bp.build_units(raw["b1"]).set_index("dfe")["la_code"]
+    spans = rows["dfe"].str.split("/").map(lambda cs: len({unit_of[c.strip()] for c in cs}))
+    joint = rows[spans > 1]  # Kingston + Richmond, every year (North + West Northants is one unit)
+    assert len(joint) == 9
+    years = sorted(nat.index)
+    assert years == list(range(2017, 2026))
+    for year in years:
+        tot = {}
+        for c in ("inpost_fte", "agency_fte", "leavers_fte", "vacancy_fte"):
+            col = "sw_fte" if c == "inpost_fte" else c
+            units = panel.loc[panel["year"].eq(year), col].astype(float)
+            extra = bp.to_number(joint[joint["year"].eq(year)], c).sum()
+            published = float(bp.to_number(nat.loc[[year]], c).iloc[0])
+            tot[c] = float(units.sum()) + extra
+            n_missing = int(units.isna().sum())
+            if n_missing == 0:
+                assert tot[c] == pytest.approx(published, abs=0.05 * len(units)), (c, year)
+            else:  # a suppressed unit ('x': Westminster 2025): short, never over
+                assert tot[c] <= published + 0.05 * len(units), (c, year)
+        # England rates from the units: to DfE's rounding (0.05) when no unit is suppressed;
+        # else near (Birmingham's agency FTE 2024, Westminster and Kensington 2025 are 'x')
+        complete = panel.loc[panel["year"].eq(year), list(bp.WORKFORCE_FTE.values())].notna().all().all()
+        ours = bp.workforce_rates(pd.Series({**tot, "cases": 0, "case_holders_fte": 1}))
+        for k, pub in (("agency_rate_pct", "agency_rate_fte"),
+                       ("turnover_rate_pct", "turnover_rate_fte"),
+                       ("vacancy_rate_pct", "vacancy_rate_fte")):
+            published = float(bp.to_number(nat.loc[[year]], pub).iloc[0])
+            if complete:
+                assert ours[k] == pytest.approx(published, abs=0.051), (k, year)
+            else:
+                assert abs(ours[k] - published) < 0.5, (k, year)
+    # DfE's England figures for the 30 September 2025 snapshot are the panel's year 2025
+    latest = nat.loc[[2025]]
+    assert [float(bp.to_number(latest, c).iloc[0]) for c in
+            ("agency_rate_fte", "turnover_rate_fte", "vacancy_rate_fte")] == [13.0, 11.8, 14.2]
+    assert panel.loc[panel["year"].eq(2025), "workforce_snapshot"].eq("2025-09-30").all()
 
 
 # ---- errors ------------------------------------------------------------------------------------

@@ -17,6 +17,9 @@ short version:
 * **Rates** per 10,000 children aged 0-17 are recomputed as count / population x 10,000 from
   the summed counts and summed populations, never averaged.  Year t uses the ONS mid-(t-1)
   estimate, as DfE does.
+* **Periods.**  Every series sits in the year its publisher gives it (``PERIODS``): counts
+  in the year ending 31 March, the workforce snapshot of 30 September Y in year Y, spend in
+  the financial year ending 31 March.
 * **Suppression markers** (``c``, ``x``, ``z``, ``u``, ``low``, ``..``, ``:``, ``.``, ``-``,
   ``[x]``, ``...``) are missing, never zero; an unknown token stops the build with the file,
   row, column and value.
@@ -180,11 +183,35 @@ PANEL_COLUMNS: tuple[str, ...] = (
     "population_0_17", "population_mid_year", "population_source",
     *(c for m in COUNT_MEASURES for c in (f"{m}_n", f"{m}_rate")),
     "rereferral_share", "nfa_share", "not_in_need_share",
-    "sw_fte", "caseload_fte", "cin_per_sw_fte", "agency_rate_pct", "turnover_rate_pct",
+    "sw_fte", "agency_fte", "leavers_fte", "vacancy_fte",
+    "caseload_fte", "cin_per_sw_fte", "agency_rate_pct", "turnover_rate_pct",
     "vacancy_rate_pct", "workforce_snapshot", "workforce_joint_with",
     "spend_gbp", "spend_per_child", "spend_series",
     "idaci_2019",
 )
+
+#: The alignment convention: every series sits in the panel ``year`` that DfE (or MHCLG, ONS)
+#: gives it, never shifted.  Period each column measures, for row ``year`` = Y.
+_AT_31_MARCH = "on 31 March Y"
+_YEAR_TO_MARCH = "the year 1 April Y-1 to 31 March Y (DfE reporting year Y)"
+_SNAPSHOT = ("the workforce snapshot on 30 September Y (DfE reporting year Y), six months "
+             "after the 31 March that ends the CIN/CLA year Y")
+_FINANCIAL = "the financial year ending 31 March Y (Y-1 to Y)"
+PERIODS: dict[str, str] = {
+    **{c: "" for c in ("la_code", "la_name", "region_code", "region_name", "year",
+                       "dfe_la_codes", "population_source", "workforce_joint_with")},
+    "population_0_17": "ONS mid-year estimate for 30 June Y-1 (DfE's denominator for year Y)",
+    "population_mid_year": "ONS mid-year estimate for 30 June Y-1 (DfE's denominator for year Y)",
+    **{f"{m}{x}": (_AT_31_MARCH if "31mar" in m else _YEAR_TO_MARCH)
+       for m in COUNT_MEASURES for x in ("_n", "_rate")},
+    **{c: _YEAR_TO_MARCH for c in ("rereferral_share", "nfa_share", "not_in_need_share")},
+    **{c: _SNAPSHOT for c in ("sw_fte", "agency_fte", "leavers_fte", "vacancy_fte",
+                              "caseload_fte", "agency_rate_pct", "turnover_rate_pct",
+                              "vacancy_rate_pct", "workforce_snapshot")},
+    "cin_per_sw_fte": f"children in need {_AT_31_MARCH} over social workers at {_SNAPSHOT}",
+    **{c: _FINANCIAL for c in ("spend_gbp", "spend_per_child", "spend_series")},
+    "idaci_2019": "IoD2019 (income data for 2015), the same in every year",
+}
 
 
 class RawDataError(ValueError):
@@ -291,9 +318,12 @@ def build_units(b1: pd.DataFrame) -> pd.DataFrame:
     return units.sort_values(["la_code", "dfe"]).reset_index(drop=True)
 
 
-def members(units: pd.DataFrame, year: int) -> pd.DataFrame:
-    """The DfE numbers that make up each unit in reporting ``year``."""
-    return units[(units["first_year"] <= year) & (units["last_year"] >= year)]
+def members(units: pd.DataFrame, year: int, open_ended: bool = False) -> pd.DataFrame:
+    """The DfE numbers that make up each unit in reporting ``year``.  ``open_ended``: the
+    authorities of the last panel year continue after it (for the September snapshot of the
+    last year, whose geography is that of the next reporting year)."""
+    last = units["last_year"].where(~(open_ended & units["last_year"].eq(LAST_YEAR)), np.inf)
+    return units[(units["first_year"] <= year) & (last >= year)]
 
 
 def to_units(values: pd.DataFrame, units: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -480,8 +510,9 @@ def population(raw: dict[str, pd.DataFrame], units: pd.DataFrame) -> pd.DataFram
 
 
 def workforce(raw: dict[str, pd.DataFrame], units: pd.DataFrame) -> pd.DataFrame:
-    """Social work workforce per unit.  The snapshot at 30 September Y (DfE time_period Y)
-    falls in reporting year Y + 1 and is placed there.
+    """Social work workforce per unit.  DfE's reporting year Y (the snapshot at 30 September
+    Y) is placed in panel ``year`` Y, under the label DfE gives it (see ``PERIODS``); its
+    authorities are those in force from 1 April Y, i.e. the members of reporting year Y + 1.
 
     Rates are DfE's published rates where one published row is the whole unit; where a unit
     is the sum of several published rows (BCP + Dorset members, Cumberland + Westmorland and
@@ -497,7 +528,7 @@ def workforce(raw: dict[str, pd.DataFrame], units: pd.DataFrame) -> pd.DataFrame
     rates = {"turnover_rate_fte": "turnover_rate_pct", "agency_rate_fte": "agency_rate_pct",
              "vacancy_rate_fte": "vacancy_rate_pct", "caseload_fte": "caseload_fte"}
     data = pd.DataFrame({"codes": rows["old_la_code"].str.split("/"),
-                         "year": rows["time_period"].astype(int) + 1,
+                         "year": rows["time_period"].astype(int),
                          "snapshot": rows["time_period"].astype(int)})
     for c in counts:
         data[c] = to_number(rows, c)
@@ -507,7 +538,7 @@ def workforce(raw: dict[str, pd.DataFrame], units: pd.DataFrame) -> pd.DataFrame
     dfe_to_unit = units.set_index("dfe")["la_code"]
     out = []
     for (year, snapshot), group in data.groupby(["year", "snapshot"], sort=True):
-        expected = members(units, year)
+        expected = members(units, snapshot + 1, open_ended=True)  # geography of 30 Sept
         seen: dict[str, list] = {}
         for _, r in group.iterrows():
             codes = [c.strip() for c in r["codes"]]
@@ -533,19 +564,25 @@ def workforce(raw: dict[str, pd.DataFrame], units: pd.DataFrame) -> pd.DataFrame
                 tot = pd.DataFrame([r[counts] for _, r in items]).sum(min_count=len(items))
                 tot = tot.where(pd.DataFrame([r[counts] for _, r in items]).notna().all())
                 rec.update(workforce_rates(tot))
+            own = {"sw_fte": tot["inpost_fte"], **{WORKFORCE_FTE[c]: tot[c] for c in WORKFORCE_FTE}}
             if len(unit_codes) == 1:
-                rec.update({"la_code": unit_codes[0], "sw_fte": tot["inpost_fte"],
-                            "workforce_joint_with": ""})
+                rec.update({"la_code": unit_codes[0], **own, "workforce_joint_with": ""})
                 out.append(rec)
-            else:
+            else:  # joint row: no count to either unit, so no total counts it twice
                 for u in unit_codes:
-                    out.append({**rec, "la_code": u, "sw_fte": np.nan,
+                    out.append({**rec, "la_code": u, **{k: np.nan for k in own},
                                 "workforce_joint_with": "+".join(x for x in unit_codes if x != u),
-                                "_joint_fte": tot["inpost_fte"]})
+                                **{f"_joint_{k}": v for k, v in own.items()}})
     frame = pd.DataFrame(out)
     if frame.duplicated(["la_code", "year"]).any():
         raise RawDataError(f"{source_of(src)}: a unit has two workforce rows in one year")
     return frame
+
+
+#: Workforce FTE counts carried in the panel besides ``sw_fte`` (DfE column -> panel column),
+#: so England rates can be recomputed from the units.
+WORKFORCE_FTE = {"agency_fte": "agency_fte", "leavers_fte": "leavers_fte",
+                 "vacancy_fte": "vacancy_fte"}
 
 
 def workforce_rates(tot: pd.Series) -> dict[str, float]:
@@ -946,13 +983,13 @@ def build_panel(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
         on=["workforce_joint_with", "year"], how="left")["_partner_cin"]
     cin_for_sw = np.where(partner.ne(""), panel["cin_31mar_n"] + partner_cin.to_numpy(),
                           panel["cin_31mar_n"])
-    joint_fte = panel["_joint_fte"] if "_joint_fte" in panel else np.nan
+    joint_fte = panel["_joint_sw_fte"] if "_joint_sw_fte" in panel else np.nan
     fte_for_sw = np.where(partner.ne(""), joint_fte, panel["sw_fte"])
     panel["cin_per_sw_fte"] = (pd.Series(cin_for_sw, index=panel.index).astype(float)
                                / pd.Series(fte_for_sw, index=panel.index).astype(float))
     panel["workforce_joint_with"] = panel["workforce_joint_with"].where(partner.ne(""))
     for c in ("caseload_fte", "cin_per_sw_fte", "agency_rate_pct", "turnover_rate_pct",
-              "vacancy_rate_pct", "sw_fte"):
+              "vacancy_rate_pct", "sw_fte", *WORKFORCE_FTE.values()):
         panel[c] = panel[c].astype(float).round(2)
 
     # children's social care spend (nominal GBP), per child aged 0-17 of the year's denominator

@@ -30,7 +30,7 @@ spending; the intercept and the partial relationships are on the S251 level.  Th
 absorbs the break together with the growth between the two periods: the two cannot be told
 apart from the panel alone.
 
-Missing cells (workforce before 2018, NFA before 2012, suppressed values) are left out of
+Missing cells (workforce before 2017, NFA before 2012, suppressed values) are left out of
 the likelihood (index arrays over observed cells only); every LA keeps its effect on every
 outcome, informed through the correlations where its own cells are missing.
 """
