@@ -166,10 +166,20 @@ def _tolerance(year: int) -> float:
     "cin_31mar_n", "referrals_n", "rereferrals_n", "referrals_nfa_n", "s47_n", "icpc_n",
     "cpp_start_n", "cpp_31mar_n", "assessments_n", "initial_assessments_n",
     "cpp_start_neglect_n", "cpp_31mar_neglect_n", "cla_31mar_n",
+    # issue 22: the measures added to the panel
+    "referrals_not_in_need_n", "cpp_subsequent_n", "cin_31mar_awaiting_assessment_n",
+    "cla_start_n", "cla_31mar_uasc_n",
+    *(f"cpp_31mar_dur_{d}_n" for d in bp.CPP_DURATIONS.values()),
 ])
 def test_panel_sums_reproduce_published_england_totals(england, panel, measure):
     published = england[measure].dropna()
     assert len(published) >= 3
+    if measure == "cla_31mar_uasc_n":
+        # SFR34/2015: the LA rows sum to more than the England (and region) row; a source
+        # inconsistency, kept as published and documented in data/panel/README.md
+        units_2015 = panel.loc[panel["year"].eq(2015), measure].astype(float).sum()
+        assert units_2015 - published[2015] > 400
+        published = published.drop(2015)
     complete_years = close_years = 0
     for year, total in published.items():
         values = panel.loc[panel["year"].eq(year), measure]
@@ -182,8 +192,10 @@ def test_panel_sums_reproduce_published_england_totals(england, panel, measure):
         else:  # suppressed units: the sum can only fall short of the published total
             assert shortfall >= -_tolerance(year), (measure, year, total, shortfall)
             close_years += int(shortfall <= 0.01 * total)
-    # measures with a small suppressed cell every year: the shortfall is under 1% somewhere
-    assert complete_years >= 1 or close_years >= 2, measure
+    # measures with a small suppressed cell every year: the shortfall is under 1% somewhere;
+    # CPP durations and UASC are suppressed ('c') in a third of the LAs: checked one way only
+    if not (measure.startswith("cpp_31mar_dur_") or measure == "cla_31mar_uasc_n"):
+        assert complete_years >= 1 or close_years >= 2, measure
 
 
 def test_workforce_recomputed_rates_match_published_where_one_row(raw):
@@ -208,7 +220,11 @@ def test_suppressed_cells_are_missing_never_zero(raw, panel):
     checked_marker = checked_zero = 0
     for key, column, measure in (("c1", "no_further_action_count", "referrals_nfa_n"),
                                  ("d5", "CPP_At31", "cpp_31mar_n"),
-                                 ("d2", "Sexual_Initial", "cpp_start_sexual_n")):
+                                 ("d2", "Sexual_Initial", "cpp_start_sexual_n"),
+                                 ("d3", "CPP_subsequent", "cpp_subsequent_n"),
+                                 ("d5", "2_years_or_more", "cpp_31mar_dur_2y_or_more_n"),
+                                 ("b1", "awaiting_assessment",
+                                  "cin_31mar_awaiting_assessment_n")):
         rows = bp.la_rows(raw[key])
         rows = rows[rows["old_la_code"].isin(single.index)]
         text = rows[column].str.strip()
@@ -247,6 +263,36 @@ def test_rates_are_counts_over_population(panel):
         assert np.allclose(rate[both], expected, atol=0.5 * 10 ** -bp.RATE_DECIMALS), m
     share = panel["nfa_share"].dropna()
     assert share.between(0, 1).all()
+
+
+def test_parts_and_shares_of_the_added_measures(panel):
+    """Repeat plans, durations, awaiting assessment and UASC are parts of their totals."""
+    def both(a, b):
+        rows = panel[[a, b]].dropna().astype(float)
+        assert len(rows) > 500, (a, b)
+        return rows[a], rows[b]
+    for part, whole in (("cpp_subsequent_n", "cpp_start_n"),
+                        ("cin_31mar_awaiting_assessment_n", "cin_31mar_n"),
+                        ("cla_31mar_uasc_n", "cla_31mar_n")):
+        a, b = both(part, whole)
+        assert (a <= b).all(), part
+    durations = [f"cpp_31mar_dur_{d}_n" for d in bp.CPP_DURATIONS.values()]
+    full = panel[[*durations, "cpp_31mar_n"]].dropna().astype(float)
+    assert len(full) > 300 and full[durations].sum(axis=1).eq(full["cpp_31mar_n"]).all()
+    for share, part, whole in (("cpp_repeat_share", "cpp_subsequent_n", "cpp_start_n"),
+                               ("cpp_2y_or_more_share", "cpp_31mar_dur_2y_or_more_n",
+                                "cpp_31mar_n")):
+        a, b = both(part, whole)
+        a, b = a[b > 0], b[b > 0]  # no plans: no share
+        assert panel.loc[a.index, share].notna().all()
+        assert np.allclose(panel.loc[a.index, share], a / b, atol=5e-5), share
+        assert panel[share].notna().sum() == len(a), share
+    a, b = both("cla_31mar_uasc_n", "cla_31mar_n")
+    assert panel["cla_31mar_excl_uasc_n"].dropna().astype(float).equals(b - a)
+    # UASC only where DfE's files give it (SFR 2011-2017), starts from the 2018 releases on
+    years = lambda c: sorted(panel.loc[panel[c].notna(), "year"].unique())  # noqa: E731
+    assert years("cla_31mar_uasc_n") == list(range(2011, 2018))
+    assert years("cla_start_n") == list(range(2018, 2026))
 
 
 def test_population_sums_to_the_published_england_estimate(raw, panel):

@@ -175,14 +175,24 @@ COUNT_MEASURES: tuple[str, ...] = (
     "cin_31mar", "referrals", "rereferrals", "referrals_nfa", "referrals_not_in_need",
     "initial_assessments", "assessments", "s47", "icpc", "cpp_start",
     *(f"cpp_start_{c}" for c in CATEGORIES), "cpp_31mar", *(f"cpp_31mar_{c}" for c in CATEGORIES),
-    "cla_31mar",
+    "cla_31mar", "cla_start", "cla_31mar_uasc", "cla_31mar_excl_uasc",
 )
+#: CPP durations at 31 March (table d5): DfE column -> panel suffix of ``cpp_31mar_dur_*_n``.
+CPP_DURATIONS: dict[str, str] = {
+    "3_months_or_less": "3m_or_less", "more_than_3_months_6_months": "3m_to_6m",
+    "more_than_6_months_less_than_1_year": "6m_to_1y", "1_year_less_than_2_years": "1y_to_2y",
+    "2_years_or_more": "2y_or_more"}
+#: Counts without a per-child rate: parts of another count, read as shares of it.
+PART_COUNTS: tuple[str, ...] = (
+    "cin_31mar_awaiting_assessment_n", "cpp_subsequent_n",
+    *(f"cpp_31mar_dur_{d}_n" for d in CPP_DURATIONS.values()))
 
 PANEL_COLUMNS: tuple[str, ...] = (
     "la_code", "la_name", "region_code", "region_name", "year", "dfe_la_codes",
     "population_0_17", "population_mid_year", "population_source",
     *(c for m in COUNT_MEASURES for c in (f"{m}_n", f"{m}_rate")),
     "rereferral_share", "nfa_share", "not_in_need_share",
+    *PART_COUNTS, "cpp_repeat_share", "cpp_2y_or_more_share",
     "sw_fte", "agency_fte", "leavers_fte", "vacancy_fte",
     "caseload_fte", "cin_per_sw_fte", "agency_rate_pct", "turnover_rate_pct",
     "vacancy_rate_pct", "workforce_snapshot", "workforce_joint_with",
@@ -204,7 +214,10 @@ PERIODS: dict[str, str] = {
     "population_mid_year": "ONS mid-year estimate for 30 June Y-1 (DfE's denominator for year Y)",
     **{f"{m}{x}": (_AT_31_MARCH if "31mar" in m else _YEAR_TO_MARCH)
        for m in COUNT_MEASURES for x in ("_n", "_rate")},
-    **{c: _YEAR_TO_MARCH for c in ("rereferral_share", "nfa_share", "not_in_need_share")},
+    **{c: _YEAR_TO_MARCH for c in ("rereferral_share", "nfa_share", "not_in_need_share",
+                                   "cpp_subsequent_n", "cpp_repeat_share")},
+    **{c: _AT_31_MARCH for c in PART_COUNTS if "31mar" in c},
+    "cpp_2y_or_more_share": _AT_31_MARCH,
     **{c: _SNAPSHOT for c in ("sw_fte", "agency_fte", "leavers_fte", "vacancy_fte",
                               "caseload_fte", "agency_rate_pct", "turnover_rate_pct",
                               "vacancy_rate_pct", "workforce_snapshot")},
@@ -382,13 +395,15 @@ def cin_2013_on(raw: dict[str, pd.DataFrame]) -> list[pd.DataFrame]:
     and CPP categories 2013/14-2022 (2021-22 release)."""
     cats = {f"{c.capitalize()}_Initial": c for c in CATEGORIES}
     return [
-        _ees(raw["b1"], {"At31_episodes": "cin_31mar_n"}),
+        _ees(raw["b1"], {"At31_episodes": "cin_31mar_n",
+                         "awaiting_assessment": "cin_31mar_awaiting_assessment_n"}),
         _ees(raw["c1"], {"referral_count": "referrals_n", "rereferral_count": "rereferrals_n",
                          "no_further_action_count": "referrals_nfa_n",
                          "not_in_need_count": "referrals_not_in_need_n"}),
         _ees(raw["c4"], {"Section47": "s47_n", "ICPC": "icpc_n"}),
-        _ees(raw["d3"], {"CPP_start": "cpp_start_n"}),
-        _ees(raw["d5"], {"CPP_At31": "cpp_31mar_n"}),
+        _ees(raw["d3"], {"CPP_start": "cpp_start_n", "CPP_subsequent": "cpp_subsequent_n"}),
+        _ees(raw["d5"], {"CPP_At31": "cpp_31mar_n",
+                         **{k: f"cpp_31mar_dur_{v}_n" for k, v in CPP_DURATIONS.items()}}),
         _ees(raw["c2"], {"Assessments_completed": "assessments_n"}),
         _ees(raw["d2"], {k: f"cpp_start_{v}_n" for k, v in cats.items()}),
         _ees(raw["d4"], {k: f"cpp_31mar_{v}_n" for k, v in cats.items()}),
@@ -434,32 +449,51 @@ def cin_pre2013(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
 #: CLA at 31 March in the SFR underlying files: year -> column.
 CLA_SFR_COLUMN: dict[int, str] = {2010: "MarTotal_2010", **{y: f"CLA_Mar{y}"
                                                             for y in range(2011, 2018)}}
+#: Unaccompanied asylum-seeking children among them (``CLA_UASC``; not in the 2010 file, and
+#: the 2018-2025 releases held have no UASC breakdown).
+CLA_SFR_UASC_YEARS = range(2011, 2018)
+#: The EES releases: (key, measure column, value column, years, measure label -> panel column).
+CLA_RELEASES = (
+    ("cla_r2022", "population_count", "number", range(2018, 2021),
+     {"Children looked after at 31 March each year": "cla_31mar_n",
+      "Children starting to be looked after each year": "cla_start_n"}),
+    ("cla_r2025", "population_type", "children_count", range(2021, 2026),
+     {"Children looked after on 31 March each year": "cla_31mar_n",
+      "Children starting to be looked after each year": "cla_start_n"}),
+)
 
 
-def cla(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Children looked after at 31 March: SFR files 2010-2017, 2022 release 2018-2020,
-    2025 release 2021-2025 (the latest release wins where they overlap)."""
+def cla(raw: dict[str, pd.DataFrame], national: bool = False) -> pd.DataFrame:
+    """Children looked after at 31 March (SFR files 2010-2017, 2022 release 2018-2020, 2025
+    release 2021-2025: the latest wins), starting in the year (2018-2025) and UASC at 31 March
+    (2011-2017).  ``national``: the England rows instead of the LA rows (``dfe`` = "england")."""
     frames = []
     for year, column in CLA_SFR_COLUMN.items():
-        rows = la_rows(raw[f"cla{year}"], "geog_l", "LA")
-        frames.append(pd.DataFrame({"dfe": rows["geog_c"].str.strip(), "year": year,
-                                    "cla_31mar_n": to_number(rows, column)}))
-    for key, measure_col, value_col, label, years in (
-            ("cla_r2022", "population_count", "number",
-             "Children looked after at 31 March each year", range(2018, 2021)),
-            ("cla_r2025", "population_type", "children_count",
-             "Children looked after on 31 March each year", range(2021, 2026))):
+        src = raw[f"cla{year}"]
+        rows = national_rows(src, "geog_l") if national else la_rows(src, "geog_l", "LA")
+        frame = pd.DataFrame({"dfe": "england" if national else rows["geog_c"].str.strip(),
+                              "year": year, "cla_31mar_n": to_number(rows, column)})
+        if year in CLA_SFR_UASC_YEARS:
+            frame["cla_31mar_uasc_n"] = to_number(rows, "CLA_UASC")
+        frames.append(frame)
+    for key, measure_col, value_col, years, labels in CLA_RELEASES:
         src = raw[key]
         require(src, measure_col)
-        rows = la_rows(src)
-        rows = rows[rows[measure_col].str.strip().eq(label)
-                    & rows["time_period"].astype(int).isin(list(years))]
-        if rows.empty:
-            raise RawDataError(f"{source_of(src)}: no rows with {measure_col} = {label!r}")
-        frames.append(pd.DataFrame({"dfe": rows["old_la_code"].str.strip(),
-                                    "year": rows["time_period"].astype(int),
-                                    "cla_31mar_n": to_number(rows, value_col)}))
-    return _tag(pd.concat(frames, ignore_index=True), "CLA files")
+        rows = national_rows(src) if national else la_rows(src)
+        rows = rows[rows["time_period"].astype(int).isin(list(years))]
+        parts = []
+        for label, column in labels.items():
+            hit = rows[rows[measure_col].str.strip().eq(label)]
+            if hit.empty:
+                raise RawDataError(f"{source_of(src)}: no rows with {measure_col} = {label!r}")
+            parts.append(pd.DataFrame({
+                "dfe": "england" if national else hit["old_la_code"].str.strip(),
+                "year": hit["time_period"].astype(int), column: to_number(hit, value_col)})
+                .set_index(["dfe", "year"]))
+        frames.append(pd.concat(parts, axis=1).reset_index())
+    out = pd.concat(frames, ignore_index=True)
+    return _tag(out[["dfe", "year", "cla_31mar_n", "cla_start_n", "cla_31mar_uasc_n"]],
+                "CLA files")
 
 
 def population(raw: dict[str, pd.DataFrame], units: pd.DataFrame) -> pd.DataFrame:
@@ -936,7 +970,8 @@ def build_panel(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
     pre = cin_pre2013(raw)
     pieces.append(to_units(pre, units, [c for c in pre.columns if c not in ("dfe", "year")]))
     cla_frame = cla(raw)
-    pieces.append(to_units(cla_frame, units, ["cla_31mar_n"]))
+    pieces.append(to_units(cla_frame, units, [c for c in cla_frame.columns
+                                              if c not in ("dfe", "year")]))
     counts = pd.DataFrame(columns=["la_code", "year"])
     for piece in pieces:
         counts = counts.merge(piece, on=["la_code", "year"], how="outer",
@@ -963,6 +998,7 @@ def build_panel(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
     panel = panel.drop(columns=["population_0_17_mye"])
     panel["population_mid_year"] = panel["year"] - 1
 
+    panel["cla_31mar_excl_uasc_n"] = panel["cla_31mar_n"] - panel["cla_31mar_uasc_n"]
     for m in COUNT_MEASURES:
         col = f"{m}_n"
         if col not in panel:
@@ -972,6 +1008,10 @@ def build_panel(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
     panel["rereferral_share"] = (panel["rereferrals_n"] / ref).round(SHARE_DECIMALS)
     panel["nfa_share"] = (panel["referrals_nfa_n"] / ref).round(SHARE_DECIMALS)
     panel["not_in_need_share"] = (panel["referrals_not_in_need_n"] / ref).round(SHARE_DECIMALS)
+    panel["cpp_repeat_share"] = (panel["cpp_subsequent_n"]
+                                 / panel["cpp_start_n"]).round(SHARE_DECIMALS)
+    panel["cpp_2y_or_more_share"] = (panel["cpp_31mar_dur_2y_or_more_n"]
+                                     / panel["cpp_31mar_n"]).round(SHARE_DECIMALS)
 
     wf = workforce(raw, units)
     panel = panel.merge(wf, on=["la_code", "year"], how="left")
@@ -1030,11 +1070,15 @@ def published_england(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
     Used by the tests to check that the panel's sums reproduce them.
     """
     frames = []
-    spec = [("b1", {"At31_episodes": "cin_31mar_n"}),
+    spec = [("b1", {"At31_episodes": "cin_31mar_n",
+                    "awaiting_assessment": "cin_31mar_awaiting_assessment_n"}),
             ("c1", {"referral_count": "referrals_n", "rereferral_count": "rereferrals_n",
-                    "no_further_action_count": "referrals_nfa_n"}),
+                    "no_further_action_count": "referrals_nfa_n",
+                    "not_in_need_count": "referrals_not_in_need_n"}),
             ("c4", {"Section47": "s47_n", "ICPC": "icpc_n"}),
-            ("d3", {"CPP_start": "cpp_start_n"}), ("d5", {"CPP_At31": "cpp_31mar_n"}),
+            ("d3", {"CPP_start": "cpp_start_n", "CPP_subsequent": "cpp_subsequent_n"}),
+            ("d5", {"CPP_At31": "cpp_31mar_n",
+                    **{k: f"cpp_31mar_dur_{v}_n" for k, v in CPP_DURATIONS.items()}}),
             ("c2", {"Assessments_completed": "assessments_n"}),
             ("d2", {"Neglect_Initial": "cpp_start_neglect_n"}),
             ("d4", {"Neglect_Initial": "cpp_31mar_neglect_n"})]
@@ -1051,19 +1095,7 @@ def published_england(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
             if year in by_year and col != "population_0_17":
                 f[col] = to_number(nat, by_year[year]).to_numpy()
         frames.append(f.set_index("year"))
-    for year, col in CLA_SFR_COLUMN.items():
-        nat = national_rows(raw[f"cla{year}"], "geog_l")
-        frames.append(pd.DataFrame({"cla_31mar_n": to_number(nat, col).to_numpy()},
-                                   index=pd.Index([year], name="year")))
-    for key, mcol, vcol, label, years in (
-            ("cla_r2022", "population_count", "number",
-             "Children looked after at 31 March each year", range(2018, 2021)),
-            ("cla_r2025", "population_type", "children_count",
-             "Children looked after on 31 March each year", range(2021, 2026))):
-        nat = national_rows(raw[key])
-        nat = nat[nat[mcol].str.strip().eq(label) & nat["time_period"].astype(int).isin(years)]
-        frames.append(pd.DataFrame({"cla_31mar_n": to_number(nat, vcol).to_numpy()},
-                                   index=pd.Index(nat["time_period"].astype(int), name="year")))
+    frames.append(cla(raw, national=True).drop(columns="dfe").set_index("year"))
     out = pd.concat(frames).groupby(level=0).first()  # disjoint columns per year: combine
     return out.sort_index()
 

@@ -169,6 +169,9 @@ MEASURES: dict[str, tuple[str, str]] = {
     "cpp_start": ("cpp_start_n", "child protection plans started"),
     "cpp_31mar": ("cpp_31mar_n", "children on a plan at 31 March"),
     "cla_31mar": ("cla_31mar_n", "children looked after at 31 March"),
+    "cla_start": ("cla_start_n", "children starting to be looked after"),
+    "cla_31mar_excl_uasc": ("cla_31mar_excl_uasc_n",
+                            "children looked after at 31 March, not unaccompanied asylum seekers"),
     "cin_31mar": ("cin_31mar_n", "children in need at 31 March"),
 }
 
