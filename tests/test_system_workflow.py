@@ -83,3 +83,27 @@ def test_a_missing_panel_is_named(tmp_path):
     with pytest.raises(UserError, match="nowhere.csv not found"):
         write_system_report(tmp_path / "nowhere.csv", tmp_path / "out", RUN, RULE)
     assert not (tmp_path / "out").exists()
+
+
+def test_micro_authorities_are_left_out_by_default_and_kept_on_request():
+    """Issue 22: City of London and the Isles of Scilly (0%/100% workforce rates) are not in
+    the system models unless the config says ``include_micro_authorities = true``."""
+    from models.system.data import MICRO_AUTHORITIES
+    from workflows.build_panel import load_panel
+    from workflows.system import load_system_config, prepare_panel
+
+    panel = load_panel(PANEL)
+    micro = set(MICRO_AUTHORITIES)
+    assert micro <= set(panel["la_code"])
+    shipped = SystemRun.from_config(load_system_config("system")["system"], "system.toml")
+    assert shipped.include_micro_authorities is False
+    default = prepare_panel(panel, SystemRun())
+    assert not default["la_code"].isin(micro).any()
+    assert default["la_code"].nunique() == panel["la_code"].nunique() - 2
+    kept = prepare_panel(panel, SystemRun(include_micro_authorities=True))
+    assert micro <= set(kept["la_code"]) and kept["la_code"].nunique() == panel["la_code"].nunique()
+    # an explicit exclude still applies when they are kept
+    one = prepare_panel(panel, SystemRun(include_micro_authorities=True, exclude=("E06000053",)))
+    assert set(one["la_code"]) & micro == {"E09000001"}
+    with pytest.raises(UserError, match="include_micro_authorities 'yes'"):
+        SystemRun.from_config({"include_micro_authorities": "yes"}, "system.toml")

@@ -19,6 +19,9 @@ import pandas as pd
 
 #: Columns every system model needs from the panel.
 KEY_COLUMNS = ("la_code", "la_name", "year", "population_0_17", "idaci_2019")
+#: Authorities with a few hundred children, whose rates swing between 0% and 100%: the
+#: system models leave them out unless asked (``include_micro_authorities``).
+MICRO_AUTHORITIES: dict[str, str] = {"E09000001": "City of London", "E06000053": "Isles of Scilly"}
 #: Workforce percentages at 0 or 100 (the Isles of Scilly report no employed social
 #: workers) are clipped to this range before the logit, so they stay finite.
 PCT_CLIP = (0.5, 99.5)
