@@ -373,6 +373,25 @@ def test_workforce_sits_in_the_year_dfe_gives_it(raw, panel):
     assert min(checked.values()) > 130
 
 
+def test_cin_per_social_worker_counts_agency_staff(raw, panel):
+    """Denominator = employed + agency FTE (issue 22): checked on the raw rows, and for the
+    Kingston/Richmond joint row as joint CIN over joint FTE."""
+    own = panel[panel["workforce_joint_with"].isna()]
+    rows = own[["cin_31mar_n", "sw_fte", "agency_fte"]].dropna().astype(float)
+    assert len(rows) > 1000
+    expected = rows["cin_31mar_n"] / (rows["sw_fte"] + rows["agency_fte"])
+    assert np.allclose(own.loc[rows.index, "cin_per_sw_fte"], expected, atol=0.005)
+    assert (own.loc[rows.index, "cin_per_sw_fte"]
+            < rows["cin_31mar_n"] / rows["sw_fte"] - 0.005)[rows["agency_fte"] > 5].all()
+    year = 2024
+    joint = _workforce_rows(raw)
+    joint = joint[joint["dfe"].str.contains("314") & joint["year"].eq(year)]  # Kingston + Richmond
+    fte = float(bp.to_number(joint, "inpost_fte").iloc[0] + bp.to_number(joint, "agency_fte").iloc[0])
+    kr = panel[panel["la_code"].isin(["E09000021", "E09000027"]) & panel["year"].eq(year)]
+    assert kr["cin_per_sw_fte"].nunique() == 1
+    assert kr["cin_per_sw_fte"].iloc[0] == pytest.approx(kr["cin_31mar_n"].sum() / fte, abs=0.005)
+
+
 def test_panel_workforce_reproduces_published_england(raw, panel):
     """Units' FTE summed (joint rows, which give no unit a count, added once from the raw
     file) equal DfE's England row, and its rates follow; 2025 is the newest snapshot."""

@@ -221,7 +221,8 @@ PERIODS: dict[str, str] = {
     **{c: _SNAPSHOT for c in ("sw_fte", "agency_fte", "leavers_fte", "vacancy_fte",
                               "caseload_fte", "agency_rate_pct", "turnover_rate_pct",
                               "vacancy_rate_pct", "workforce_snapshot")},
-    "cin_per_sw_fte": f"children in need {_AT_31_MARCH} over social workers at {_SNAPSHOT}",
+    "cin_per_sw_fte": f"children in need {_AT_31_MARCH} over social workers (employed and "
+                      f"agency) at {_SNAPSHOT}",
     **{c: _FINANCIAL for c in ("spend_gbp", "spend_per_child", "spend_series")},
     "idaci_2019": "IoD2019 (income data for 2015), the same in every year",
 }
@@ -1015,7 +1016,8 @@ def build_panel(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
     wf = workforce(raw, units)
     panel = panel.merge(wf, on=["la_code", "year"], how="left")
-    # cin per social worker: own CIN over own FTE, or for joint rows joint CIN over joint FTE
+    # cin per social worker: own CIN over own FTE, or for joint rows joint CIN over joint FTE;
+    # social workers are everyone working the cases, employed (in post) and agency
     partner = panel["workforce_joint_with"].fillna("")
     partner_cin = panel.merge(
         panel[["la_code", "year", "cin_31mar_n"]].rename(
@@ -1023,8 +1025,10 @@ def build_panel(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
         on=["workforce_joint_with", "year"], how="left")["_partner_cin"]
     cin_for_sw = np.where(partner.ne(""), panel["cin_31mar_n"] + partner_cin.to_numpy(),
                           panel["cin_31mar_n"])
-    joint_fte = panel["_joint_sw_fte"] if "_joint_sw_fte" in panel else np.nan
-    fte_for_sw = np.where(partner.ne(""), joint_fte, panel["sw_fte"])
+    own_fte = panel["sw_fte"] + panel["agency_fte"]
+    joint_fte = (panel["_joint_sw_fte"] + panel["_joint_agency_fte"]
+                 if "_joint_sw_fte" in panel else np.nan)
+    fte_for_sw = np.where(partner.ne(""), joint_fte, own_fte)
     panel["cin_per_sw_fte"] = (pd.Series(cin_for_sw, index=panel.index).astype(float)
                                / pd.Series(fte_for_sw, index=panel.index).astype(float))
     panel["workforce_joint_with"] = panel["workforce_joint_with"].where(partner.ne(""))
