@@ -563,6 +563,25 @@ def test_spend_markers_are_missing_never_zero(raw, panel):
     assert values.isna().sum() == len(marked)
 
 
+def test_ro3_non_returns_are_missing_and_spend_per_child_in_need(raw, panel):
+    """Issue 22: the 11 RO3 2023-24 non-returns are blank (not 0, so no fall), exactly the
+    units with a marked line; spend per child in need is spend over CIN at 31 March."""
+    ex = raw["spend"]
+    ex = ex[ex["year"].eq("2024") & ex["component"].ne("reference")]
+    marked = set(ex.loc[ex["value"].str.strip().eq("[x]"), "ons_code"])
+    assert len(marked) == 11
+    units = bp.build_units(raw["b1"])
+    b1 = bp.la_rows(raw["b1"])
+    ons_to_unit = dict(zip(b1["new_la_code"], b1["old_la_code"].map(units.set_index("dfe")["la_code"])))
+    missing = set(panel.loc[panel["year"].eq(2024) & panel["spend_gbp"].isna(), "la_code"])
+    assert missing == {ons_to_unit[c] for c in marked}
+    both = panel[["spend_gbp", "cin_31mar_n"]].dropna().astype(float)
+    assert len(both) > 1500
+    assert np.allclose(panel.loc[both.index, "spend_per_cin"],
+                       both["spend_gbp"] / both["cin_31mar_n"], atol=0.005)
+    assert panel.loc[panel["spend_gbp"].isna(), "spend_per_cin"].isna().all()
+
+
 def test_spend_series_switches_at_2020_and_no_year_mixes_series(raw, panel):
     series = panel.groupby("year")["spend_series"].agg(lambda s: set(s.dropna()))
     assert all(series[y] == {"S251"} for y in range(2010, 2020))

@@ -463,6 +463,16 @@ def test_added_shares_and_stages_enter_the_models_over_their_observed_cells():
     assert (counts["stage"] == "cla_start").sum() == panel["cla_start_n"].notna().sum() > 20
 
 
+def test_spend_per_child_in_need_gets_its_own_series_offset():
+    """Issue 22: spend per child in need is an outcome with the S251 -> RO3 level of its own."""
+    panel = _spend_panel()
+    spec = conditions.ConditionsSpec(outcomes=("nfa", "spend", "spend_cin"))
+    model = conditions.build_conditions_model(panel, spec, PRIORS)
+    assert model.coords["series_break"] == ("spend: RO3", "spend_cin: RO3")
+    cells = model.cells["continuous"]
+    assert (cells["k"] == 2).sum() == panel["spend_per_cin"].notna().sum() > 20
+
+
 def test_conditions_model_builds_with_spend_and_a_series_break_offset():
     panel = _spend_panel()
     spec = conditions.ConditionsSpec(outcomes=("nfa", "spend", "caseload"))

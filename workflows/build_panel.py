@@ -196,7 +196,7 @@ PANEL_COLUMNS: tuple[str, ...] = (
     "sw_fte", "agency_fte", "leavers_fte", "vacancy_fte",
     "caseload_fte", "cin_per_sw_fte", "agency_rate_pct", "turnover_rate_pct",
     "vacancy_rate_pct", "workforce_snapshot", "workforce_joint_with",
-    "spend_gbp", "spend_per_child", "spend_series",
+    "spend_gbp", "spend_per_child", "spend_per_cin", "spend_series",
     "idaci_2019",
 )
 
@@ -224,6 +224,7 @@ PERIODS: dict[str, str] = {
     "cin_per_sw_fte": f"children in need {_AT_31_MARCH} over social workers (employed and "
                       f"agency) at {_SNAPSHOT}",
     **{c: _FINANCIAL for c in ("spend_gbp", "spend_per_child", "spend_series")},
+    "spend_per_cin": f"{_FINANCIAL}, over children in need {_AT_31_MARCH}",
     "idaci_2019": "IoD2019 (income data for 2015), the same in every year",
 }
 
@@ -1048,6 +1049,8 @@ def build_panel(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
     implausible = (panel["spend_gbp"].le(0)
                    | panel["spend_per_child"].lt(SPEND_IMPLAUSIBLE_FRACTION * median))
     panel.loc[implausible, ["spend_gbp", "spend_per_child"]] = np.nan
+    # per child in need: the year's spend over the children in need at its end (31 March)
+    panel["spend_per_cin"] = (panel["spend_gbp"] / panel["cin_31mar_n"].astype(float)).round(2)
 
     panel["idaci_2019"] = panel["la_code"].map(idaci(raw, raw["b1"], units))
     panel = panel.sort_values(["la_code", "year"], kind="stable").reset_index(drop=True)

@@ -64,6 +64,8 @@ OUTCOMES: dict[str, tuple[str, str, str]] = {
                             "share of children in need at 31 March awaiting assessment"),
     "spend": ("spend_per_child", "log",
               "children's social care spend per child aged 0-17 (GBP, nominal)"),
+    "spend_cin": ("spend_per_cin", "log",
+                  "children's social care spend per child in need at 31 March (GBP, nominal)"),
     "caseload": ("caseload_fte", "log", "average caseload per case-holding social worker"),
     "cin_per_sw": ("cin_per_sw_fte", "log",
                    "children in need per social worker (FTE, employed and agency)"),
@@ -75,7 +77,8 @@ BINOMIAL_TRIALS = {"nfa": "referrals_n", "not_in_need": "referrals_n", "cpp_repe
                    "cpp_long": "cpp_31mar_n", "awaiting_assessment": "cin_31mar_n"}
 #: outcome -> (panel column naming the series of each year, the series whose years get the
 #: offset ``series_offset``).
-SERIES_BREAKS: dict[str, tuple[str, str]] = {"spend": ("spend_series", "RO3")}
+SERIES_BREAKS: dict[str, tuple[str, str]] = {"spend": ("spend_series", "RO3"),
+                                             "spend_cin": ("spend_series", "RO3")}
 SAMPLE = ("chain", "draw")
 
 
