@@ -52,6 +52,28 @@ def test_build_reproduces_committed_panel(rebuilt, tmp_path):
         "data/panel/la_panel.csv is stale: run `python -m workflows build-panel`")
 
 
+def test_england_totals_note_every_sum_that_falls_short(raw, rebuilt, england, tmp_path):
+    """Issue 22: each national sum sits beside DfE's England figure, with a note wherever
+    missing units make it fall short (referrals 2024: Hampshire and Herefordshire)."""
+    totals = bp.england_totals(rebuilt, raw)
+    written = bp.write_england(totals, tmp_path)
+    assert written.read_bytes() == (bp.PANEL_DIR / bp.ENGLAND_FILE).read_bytes(), (
+        "data/panel/england_totals.csv is stale: run `python -m workflows build-panel`")
+    noted = totals["note"].fillna("").ne("")
+    assert noted[totals["units_missing"] > 0].all()
+    plain = totals[totals["units_missing"].eq(0) & ~totals["measure"].isin(
+        ["sw_fte", "agency_fte", "leavers_fte", "vacancy_fte"])]
+    assert not noted[plain.index].any()  # complete sums equal the England row: no note
+    row = totals.set_index(["measure", "year"]).loc[("referrals_n", 2024)]
+    units = rebuilt.loc[rebuilt["year"].eq(2024), "referrals_n"].astype(float)
+    expected = 100 * (units.sum() - england.loc[2024, "referrals_n"]) / england.loc[2024, "referrals_n"]
+    assert row["units_missing"] == units.isna().sum() == 2
+    assert row["difference_pct"] == pytest.approx(expected, abs=0.005) and expected < -4
+    assert "Hampshire" in row["note"] and f"{expected:.1f}%" in row["note"]
+    spend = totals.set_index(["measure", "year"]).loc[("spend_gbp", 2024)]
+    assert spend["units_missing"] == 11 and "leaves them out" in spend["note"]
+
+
 def test_committed_panel_reads_back_with_its_dtypes(panel, rebuilt):
     pd.testing.assert_frame_equal(panel, rebuilt, check_dtype=False, check_exact=False,
                                   rtol=1e-9)

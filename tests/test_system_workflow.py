@@ -107,3 +107,20 @@ def test_micro_authorities_are_left_out_by_default_and_kept_on_request():
     assert set(one["la_code"]) & micro == {"E09000001"}
     with pytest.raises(UserError, match="include_micro_authorities 'yes'"):
         SystemRun.from_config({"include_micro_authorities": "yes"}, "system.toml")
+
+
+def test_national_figures_carry_a_note_where_las_are_missing():
+    """Issue 22: a sum over LAs is not England where LAs are suppressed; the report says where
+    (referrals 2024: Hampshire and Herefordshire), and says nothing is missing when so."""
+    from models.system.data import missing_units
+    from workflows.build_panel import load_panel
+    from workflows.system import national_note
+
+    panel = load_panel(PANEL)
+    gaps = missing_units(panel, {"referrals": "referrals_n"}).set_index("year")
+    assert {"Hampshire", "Herefordshire, County of"} <= set(gaps.loc[2024, "las"].split("; "))
+    assert 2025 not in gaps.index  # every LA reports referrals in 2025
+    note = national_note(panel, {"referrals": "referrals_n"}, shown=100)
+    assert "referrals 2024: 2 of 150 LAs" in note and "england_totals.csv" in note
+    full = panel[panel["year"].eq(2025)]
+    assert "are England totals" in national_note(full, {"referrals": "referrals_n"})

@@ -1107,6 +1107,67 @@ def published_england(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return out.sort_index()
 
 
+#: England rows are rounded to the nearest 10 (100 in the 2009-10 files): a sum of complete
+#: units within this of the England row is equal to it.
+ENGLAND_ROUNDING = {2010: 50.0}
+ENGLAND_ROUNDING_DEFAULT = 5.0
+_WORKFORCE_ENGLAND = {"sw_fte": "inpost_fte", **{c: c for c in WORKFORCE_FTE}}
+ENGLAND_COLUMNS = ("year", "measure", "units_reported", "units_missing", "sum_of_units",
+                   "england_published", "difference_pct", "note")
+
+
+def england_totals(panel: pd.DataFrame, raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Each count summed over the units beside the publisher's England figure, with a note
+    wherever suppressed or unpublished units make the sum fall short of it.
+
+    A sum over units is not England where units are missing (referrals 2024: Hampshire and
+    Herefordshire), so every national figure read off the panel should carry this note.
+    """
+    published = published_england(raw)
+    nat_pop = national_rows(raw["population"])
+    published["population_0_17"] = pd.Series(
+        to_number(nat_pop, "population_estimate").to_numpy(),
+        index=nat_pop["time_period"].astype(int) + 1)
+    nat_wf = national_rows(raw["workforce"])
+    for ours, theirs in _WORKFORCE_ENGLAND.items():
+        published[ours] = pd.Series(to_number(nat_wf, theirs).to_numpy(),
+                                    index=nat_wf["time_period"].astype(int))
+    measures = [c for c in PANEL_COLUMNS if c.endswith("_n")
+                or c in ("population_0_17", *_WORKFORCE_ENGLAND, "spend_gbp")]
+    joint = panel["workforce_joint_with"].notna()
+    rows = []
+    for year, frame in panel.groupby("year", sort=True):
+        for m in measures:
+            values = frame[m].astype(float)
+            if values.isna().all():
+                continue
+            pub = published[m].get(year, np.nan) if m in published else np.nan
+            missing = values.isna() & ~(joint[frame.index] & (m in _WORKFORCE_ENGLAND))
+            total = float(values.sum())
+            diff = 100 * (total - pub) / pub if pub == pub and pub else np.nan
+            notes = []
+            if missing.any():
+                names = frame.loc[missing, "la_name"].tolist()
+                who = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+                notes.append(f"{len(names)} unit(s) suppressed or not published ({who}): "
+                             + (f"the sum is {diff:.1f}% against DfE's England total"
+                                if diff == diff else "the sum leaves them out"))
+            shared = m in _WORKFORCE_ENGLAND and joint[frame.index].any()
+            if shared:
+                notes.append("Kingston upon Thames and Richmond upon Thames are reported jointly "
+                             f"and counted in neither unit: the sum is {diff:.1f}% against DfE's "
+                             "England total")
+            elif (not missing.any() and diff == diff
+                  and abs(total - pub) > ENGLAND_ROUNDING.get(year, ENGLAND_ROUNDING_DEFAULT)):
+                notes.append(f"every unit reported; the sum differs from the England figure by "
+                             f"{diff:.2f}%")
+            rows.append({"year": year, "measure": m, "units_reported": int(values.notna().sum()),
+                         "units_missing": int(missing.sum()), "sum_of_units": round(total, 1),
+                         "england_published": pub, "difference_pct": round(diff, 2),
+                         "note": "; ".join(notes)})
+    return pd.DataFrame(rows, columns=list(ENGLAND_COLUMNS))
+
+
 # --------------------------------------------------------------------------------------------
 # Files
 # --------------------------------------------------------------------------------------------
@@ -1156,6 +1217,7 @@ def copy_raw(source_dir: Path, raw_dir: Path) -> list[Path]:
 
 PANEL_DIR = paths.DATA_DIR / "panel"
 PANEL_FILE = "la_panel.csv"
+ENGLAND_FILE = "england_totals.csv"
 
 
 def write_panel(panel: pd.DataFrame, out_dir: Path) -> Path:
@@ -1177,10 +1239,19 @@ def load_panel(path: Path | None = None) -> pd.DataFrame:
                        na_values={c: [""] for c in PANEL_COLUMNS if c not in ("la_code",)})
 
 
+def write_england(totals: pd.DataFrame, out_dir: Path) -> Path:
+    target = Path(out_dir) / ENGLAND_FILE
+    with atomic.atomic_path(target) as tmp:
+        totals.to_csv(tmp, index=False, lineterminator="\n")
+    return target
+
+
 def build(raw_dir: Path, out_dir: Path) -> pd.DataFrame:
-    """Read data/raw, build the panel and write it to ``out_dir``."""
-    panel = build_panel(read_raw(raw_dir))
+    """Read data/raw, build the panel and its England comparison and write both to ``out_dir``."""
+    raw = read_raw(raw_dir)
+    panel = build_panel(raw)
     write_panel(panel, out_dir)
+    write_england(england_totals(panel, raw), out_dir)
     return panel
 
 

@@ -254,7 +254,8 @@ def fit_trends(panel, run_config, priors, prob, rule, figdir, la_names, log) -> 
     counts = sysdata.count_cells(panel, sysdata.measure_columns(spec.stages)).groupby(["stage", "year"])["count"].sum()
     observed = observed[[counts.get((s, y), 0) >= rule.threshold for s, y in zip(observed["stage"], observed["year"])]]
     fig = plots.plot_trends(eff["national_rate"], observed, prob, STAGE_LABELS, "per 10,000 children")
-    res.figures.append((f"Rates per 10,000 children by year: typical LA with {prob:.0%} band; points: England",
+    res.figures.append((f"Rates per 10,000 children by year: typical LA with {prob:.0%} band; points: the LAs "
+                        "that report (England where all do; see Data for the years where some do not)",
                         _save(fig, figdir / "trends_rates.png")))
     if "per_100_referrals" in eff:
         fig = plots.plot_trends(eff["per_100_referrals"], None, prob, STAGE_LABELS, f"per 100 {STAGE_LABELS[ref]}",
@@ -441,6 +442,20 @@ def _to_netcdf(idata, target: Path) -> None:
     posterior_export.write(idata, target)
 
 
+def national_note(panel: pd.DataFrame, measures: dict[str, str], shown: int = 12) -> str:
+    """The sentence a national figure needs: in which years suppressed or unpublished LAs make a
+    sum over LAs fall short of DfE's England row (and which LAs)."""
+    gaps = sysdata.missing_units(panel, measures)
+    if gaps.empty:
+        return "Every LA reports every measure in every year shown: sums over LAs are England totals."
+    items = [f"{r.measure} {r.year}: {r.missing} of {r.of} LAs [{r.las}]" for r in gaps.head(shown).itertuples()]
+    more = f"; and {len(gaps) - shown} more measure-years" if len(gaps) > shown else ""
+    return ("National figures here are over the LAs that report, not DfE's England rows, which also count "
+            "suppressed and unpublished LAs. They fall short of England where LAs are missing: "
+            + "; ".join(items) + more + ". data/panel/england_totals.csv compares every sum with DfE's "
+            "England figure and gives the shortfall.")
+
+
 def _sections(results: list[ModelResult], panel: pd.DataFrame, run_config: SystemRun, priors,
               rule: SuppressionRule) -> list[Section]:
     failed = [r.name for r in results if not r.gate["passed"]]
@@ -469,6 +484,7 @@ def _sections(results: list[ModelResult], panel: pd.DataFrame, run_config: Syste
         "children.",
         "Rates use children aged 0-17 (ONS mid-year estimates) as exposure. LA deprivation is the IoD2019 IDACI "
         "average score, fixed over time: effects 'per SD' are per one standard deviation of IDACI across LAs.",
+        national_note(panel, measures),
     ], tables=[("Coverage of each outcome (LA-year cells, over the years it is published)", cov)]))
     for r in results:
         gate_table = pd.DataFrame([r.gate]).rename(index={0: r.name})

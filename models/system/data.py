@@ -163,6 +163,22 @@ def coverage(panel: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("outcome")
 
 
+def missing_units(panel: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """Per measure and year (where published at all): LAs without the value and their names.
+
+    A sum or rate over the LAs that report is not DfE's England figure in these years; a
+    report must say so beside any national number it shows."""
+    rows = []
+    for name, column in columns.items():
+        check_columns(panel, [column, "la_name"])
+        for year, frame in panel.groupby("year", sort=True):
+            gone = frame[column].isna()
+            if gone.any() and not gone.all():
+                rows.append({"measure": name, "year": int(year), "missing": int(gone.sum()),
+                             "of": len(frame), "las": "; ".join(frame.loc[gone, "la_name"])})
+    return pd.DataFrame(rows, columns=["measure", "year", "missing", "of", "las"])
+
+
 #: Count measures of the panel the system models know: label -> (count column, description).
 MEASURES: dict[str, tuple[str, str]] = {
     "referrals": ("referrals_n", "referrals"),
