@@ -445,6 +445,34 @@ def _spend_panel():
     return panel[panel["la_code"].isin(keep) & panel["year"].between(2016, 2023)].reset_index(drop=True)
 
 
+def test_added_shares_and_stages_enter_the_models_over_their_observed_cells():
+    """Issue 22: not-in-need, repeat plans, long plans and awaiting assessment as outcomes;
+    CLA starts as a stage; each on exactly the panel's observed cells (no sampling)."""
+    panel = _spend_panel()
+    added = ("not_in_need", "cpp_repeat", "cpp_long", "awaiting_assessment")
+    model = conditions.build_conditions_model(panel, conditions.ConditionsSpec(outcomes=added),
+                                              PRIORS)
+    cells = model.cells["binomial"]
+    for k, name in enumerate(added):
+        column, _, _ = conditions.OUTCOMES[name]
+        trials = panel[conditions.BINOMIAL_TRIALS[name]]
+        expected = (panel[column].notna() & trials.notna() & (trials.astype(float) > 0)).sum()
+        assert (cells["k"] == k).sum() == expected > 20, name
+    stages = trends.TrendSpec(stages=("referrals", "cla_start"))
+    counts = sysdata.count_cells(panel, sysdata.measure_columns(stages.stages))
+    assert (counts["stage"] == "cla_start").sum() == panel["cla_start_n"].notna().sum() > 20
+
+
+def test_spend_per_child_in_need_gets_its_own_series_offset():
+    """Issue 22: spend per child in need is an outcome with the S251 -> RO3 level of its own."""
+    panel = _spend_panel()
+    spec = conditions.ConditionsSpec(outcomes=("nfa", "spend", "spend_cin"))
+    model = conditions.build_conditions_model(panel, spec, PRIORS)
+    assert model.coords["series_break"] == ("spend: RO3", "spend_cin: RO3")
+    cells = model.cells["continuous"]
+    assert (cells["k"] == 2).sum() == panel["spend_per_cin"].notna().sum() > 20
+
+
 def test_conditions_model_builds_with_spend_and_a_series_break_offset():
     panel = _spend_panel()
     spec = conditions.ConditionsSpec(outcomes=("nfa", "spend", "caseload"))

@@ -86,3 +86,44 @@ def test_a_missing_panel_is_named(tmp_path):
     with pytest.raises(UserError, match="nowhere.csv not found"):
         write_system_report(tmp_path / "nowhere.csv", tmp_path / "out", RUN, RULE)
     assert not (tmp_path / "out").exists()
+
+
+def test_micro_authorities_are_left_out_by_default_and_kept_on_request():
+    """Issue 22: City of London and the Isles of Scilly (0%/100% workforce rates) are not in
+    the system models unless the config says ``include_micro_authorities = true``."""
+    from models.system.data import MICRO_AUTHORITIES
+    from workflows.build_panel import load_panel
+    from workflows.system import load_system_config, prepare_panel
+
+    panel = load_panel(PANEL)
+    micro = set(MICRO_AUTHORITIES)
+    assert micro <= set(panel["la_code"])
+    shipped = SystemRun.from_config(load_system_config("system")["system"], "system.toml")
+    assert shipped.include_micro_authorities is False
+    default = prepare_panel(panel, SystemRun())
+    assert not default["la_code"].isin(micro).any()
+    assert default["la_code"].nunique() == panel["la_code"].nunique() - 2
+    kept = prepare_panel(panel, SystemRun(include_micro_authorities=True))
+    assert micro <= set(kept["la_code"]) and kept["la_code"].nunique() == panel["la_code"].nunique()
+    # an explicit exclude still applies when they are kept
+    one = prepare_panel(panel, SystemRun(include_micro_authorities=True, exclude=("E06000053",)))
+    assert set(one["la_code"]) & micro == {"E09000001"}
+    with pytest.raises(UserError, match="include_micro_authorities 'yes'"):
+        SystemRun.from_config({"include_micro_authorities": "yes"}, "system.toml")
+
+
+def test_national_figures_carry_a_note_where_las_are_missing():
+    """Issue 22: a sum over LAs is not England where LAs are suppressed; the report says where
+    (referrals 2024: Hampshire and Herefordshire), and says nothing is missing when so."""
+    from models.system.data import missing_units
+    from workflows.build_panel import load_panel
+    from workflows.system import national_note
+
+    panel = load_panel(PANEL)
+    gaps = missing_units(panel, {"referrals": "referrals_n"}).set_index("year")
+    assert {"Hampshire", "Herefordshire, County of"} <= set(gaps.loc[2024, "las"].split("; "))
+    assert 2025 not in gaps.index  # every LA reports referrals in 2025
+    note = national_note(panel, {"referrals": "referrals_n"}, shown=100)
+    assert "referrals 2024: 2 of 150 LAs" in note and "england_totals.csv" in note
+    full = panel[panel["year"].eq(2025)]
+    assert "are England totals" in national_note(full, {"referrals": "referrals_n"})

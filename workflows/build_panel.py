@@ -17,6 +17,9 @@ short version:
 * **Rates** per 10,000 children aged 0-17 are recomputed as count / population x 10,000 from
   the summed counts and summed populations, never averaged.  Year t uses the ONS mid-(t-1)
   estimate, as DfE does.
+* **Periods.**  Every series sits in the year its publisher gives it (``PERIODS``): counts
+  in the year ending 31 March, the workforce snapshot of 30 September Y in year Y, spend in
+  the financial year ending 31 March.
 * **Suppression markers** (``c``, ``x``, ``z``, ``u``, ``low``, ``..``, ``:``, ``.``, ``-``,
   ``[x]``, ``...``) are missing, never zero; an unknown token stops the build with the file,
   row, column and value.
@@ -172,19 +175,58 @@ COUNT_MEASURES: tuple[str, ...] = (
     "cin_31mar", "referrals", "rereferrals", "referrals_nfa", "referrals_not_in_need",
     "initial_assessments", "assessments", "s47", "icpc", "cpp_start",
     *(f"cpp_start_{c}" for c in CATEGORIES), "cpp_31mar", *(f"cpp_31mar_{c}" for c in CATEGORIES),
-    "cla_31mar",
+    "cla_31mar", "cla_start", "cla_31mar_uasc", "cla_31mar_excl_uasc",
 )
+#: CPP durations at 31 March (table d5): DfE column -> panel suffix of ``cpp_31mar_dur_*_n``.
+CPP_DURATIONS: dict[str, str] = {
+    "3_months_or_less": "3m_or_less", "more_than_3_months_6_months": "3m_to_6m",
+    "more_than_6_months_less_than_1_year": "6m_to_1y", "1_year_less_than_2_years": "1y_to_2y",
+    "2_years_or_more": "2y_or_more"}
+#: Counts without a per-child rate: parts of another count, read as shares of it.
+PART_COUNTS: tuple[str, ...] = (
+    "cin_31mar_awaiting_assessment_n", "cpp_subsequent_n",
+    *(f"cpp_31mar_dur_{d}_n" for d in CPP_DURATIONS.values()))
 
 PANEL_COLUMNS: tuple[str, ...] = (
     "la_code", "la_name", "region_code", "region_name", "year", "dfe_la_codes",
     "population_0_17", "population_mid_year", "population_source",
     *(c for m in COUNT_MEASURES for c in (f"{m}_n", f"{m}_rate")),
     "rereferral_share", "nfa_share", "not_in_need_share",
-    "sw_fte", "caseload_fte", "cin_per_sw_fte", "agency_rate_pct", "turnover_rate_pct",
+    *PART_COUNTS, "cpp_repeat_share", "cpp_2y_or_more_share",
+    "sw_fte", "agency_fte", "leavers_fte", "vacancy_fte",
+    "caseload_fte", "cin_per_sw_fte", "agency_rate_pct", "turnover_rate_pct",
     "vacancy_rate_pct", "workforce_snapshot", "workforce_joint_with",
-    "spend_gbp", "spend_per_child", "spend_series",
+    "spend_gbp", "spend_per_child", "spend_per_cin", "spend_series",
     "idaci_2019",
 )
+
+#: The alignment convention: every series sits in the panel ``year`` that DfE (or MHCLG, ONS)
+#: gives it, never shifted.  Period each column measures, for row ``year`` = Y.
+_AT_31_MARCH = "on 31 March Y"
+_YEAR_TO_MARCH = "the year 1 April Y-1 to 31 March Y (DfE reporting year Y)"
+_SNAPSHOT = ("the workforce snapshot on 30 September Y (DfE reporting year Y), six months "
+             "after the 31 March that ends the CIN/CLA year Y")
+_FINANCIAL = "the financial year ending 31 March Y (Y-1 to Y)"
+PERIODS: dict[str, str] = {
+    **{c: "" for c in ("la_code", "la_name", "region_code", "region_name", "year",
+                       "dfe_la_codes", "population_source", "workforce_joint_with")},
+    "population_0_17": "ONS mid-year estimate for 30 June Y-1 (DfE's denominator for year Y)",
+    "population_mid_year": "ONS mid-year estimate for 30 June Y-1 (DfE's denominator for year Y)",
+    **{f"{m}{x}": (_AT_31_MARCH if "31mar" in m else _YEAR_TO_MARCH)
+       for m in COUNT_MEASURES for x in ("_n", "_rate")},
+    **{c: _YEAR_TO_MARCH for c in ("rereferral_share", "nfa_share", "not_in_need_share",
+                                   "cpp_subsequent_n", "cpp_repeat_share")},
+    **{c: _AT_31_MARCH for c in PART_COUNTS if "31mar" in c},
+    "cpp_2y_or_more_share": _AT_31_MARCH,
+    **{c: _SNAPSHOT for c in ("sw_fte", "agency_fte", "leavers_fte", "vacancy_fte",
+                              "caseload_fte", "agency_rate_pct", "turnover_rate_pct",
+                              "vacancy_rate_pct", "workforce_snapshot")},
+    "cin_per_sw_fte": f"children in need {_AT_31_MARCH} over social workers (employed and "
+                      f"agency) at {_SNAPSHOT}",
+    **{c: _FINANCIAL for c in ("spend_gbp", "spend_per_child", "spend_series")},
+    "spend_per_cin": f"{_FINANCIAL}, over children in need {_AT_31_MARCH}",
+    "idaci_2019": "IoD2019 (income data for 2015), the same in every year",
+}
 
 
 class RawDataError(ValueError):
@@ -291,9 +333,12 @@ def build_units(b1: pd.DataFrame) -> pd.DataFrame:
     return units.sort_values(["la_code", "dfe"]).reset_index(drop=True)
 
 
-def members(units: pd.DataFrame, year: int) -> pd.DataFrame:
-    """The DfE numbers that make up each unit in reporting ``year``."""
-    return units[(units["first_year"] <= year) & (units["last_year"] >= year)]
+def members(units: pd.DataFrame, year: int, open_ended: bool = False) -> pd.DataFrame:
+    """The DfE numbers that make up each unit in reporting ``year``.  ``open_ended``: the
+    authorities of the last panel year continue after it (for the September snapshot of the
+    last year, whose geography is that of the next reporting year)."""
+    last = units["last_year"].where(~(open_ended & units["last_year"].eq(LAST_YEAR)), np.inf)
+    return units[(units["first_year"] <= year) & (last >= year)]
 
 
 def to_units(values: pd.DataFrame, units: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -352,13 +397,15 @@ def cin_2013_on(raw: dict[str, pd.DataFrame]) -> list[pd.DataFrame]:
     and CPP categories 2013/14-2022 (2021-22 release)."""
     cats = {f"{c.capitalize()}_Initial": c for c in CATEGORIES}
     return [
-        _ees(raw["b1"], {"At31_episodes": "cin_31mar_n"}),
+        _ees(raw["b1"], {"At31_episodes": "cin_31mar_n",
+                         "awaiting_assessment": "cin_31mar_awaiting_assessment_n"}),
         _ees(raw["c1"], {"referral_count": "referrals_n", "rereferral_count": "rereferrals_n",
                          "no_further_action_count": "referrals_nfa_n",
                          "not_in_need_count": "referrals_not_in_need_n"}),
         _ees(raw["c4"], {"Section47": "s47_n", "ICPC": "icpc_n"}),
-        _ees(raw["d3"], {"CPP_start": "cpp_start_n"}),
-        _ees(raw["d5"], {"CPP_At31": "cpp_31mar_n"}),
+        _ees(raw["d3"], {"CPP_start": "cpp_start_n", "CPP_subsequent": "cpp_subsequent_n"}),
+        _ees(raw["d5"], {"CPP_At31": "cpp_31mar_n",
+                         **{k: f"cpp_31mar_dur_{v}_n" for k, v in CPP_DURATIONS.items()}}),
         _ees(raw["c2"], {"Assessments_completed": "assessments_n"}),
         _ees(raw["d2"], {k: f"cpp_start_{v}_n" for k, v in cats.items()}),
         _ees(raw["d4"], {k: f"cpp_31mar_{v}_n" for k, v in cats.items()}),
@@ -404,32 +451,51 @@ def cin_pre2013(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
 #: CLA at 31 March in the SFR underlying files: year -> column.
 CLA_SFR_COLUMN: dict[int, str] = {2010: "MarTotal_2010", **{y: f"CLA_Mar{y}"
                                                             for y in range(2011, 2018)}}
+#: Unaccompanied asylum-seeking children among them (``CLA_UASC``; not in the 2010 file, and
+#: the 2018-2025 releases held have no UASC breakdown).
+CLA_SFR_UASC_YEARS = range(2011, 2018)
+#: The EES releases: (key, measure column, value column, years, measure label -> panel column).
+CLA_RELEASES = (
+    ("cla_r2022", "population_count", "number", range(2018, 2021),
+     {"Children looked after at 31 March each year": "cla_31mar_n",
+      "Children starting to be looked after each year": "cla_start_n"}),
+    ("cla_r2025", "population_type", "children_count", range(2021, 2026),
+     {"Children looked after on 31 March each year": "cla_31mar_n",
+      "Children starting to be looked after each year": "cla_start_n"}),
+)
 
 
-def cla(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Children looked after at 31 March: SFR files 2010-2017, 2022 release 2018-2020,
-    2025 release 2021-2025 (the latest release wins where they overlap)."""
+def cla(raw: dict[str, pd.DataFrame], national: bool = False) -> pd.DataFrame:
+    """Children looked after at 31 March (SFR files 2010-2017, 2022 release 2018-2020, 2025
+    release 2021-2025: the latest wins), starting in the year (2018-2025) and UASC at 31 March
+    (2011-2017).  ``national``: the England rows instead of the LA rows (``dfe`` = "england")."""
     frames = []
     for year, column in CLA_SFR_COLUMN.items():
-        rows = la_rows(raw[f"cla{year}"], "geog_l", "LA")
-        frames.append(pd.DataFrame({"dfe": rows["geog_c"].str.strip(), "year": year,
-                                    "cla_31mar_n": to_number(rows, column)}))
-    for key, measure_col, value_col, label, years in (
-            ("cla_r2022", "population_count", "number",
-             "Children looked after at 31 March each year", range(2018, 2021)),
-            ("cla_r2025", "population_type", "children_count",
-             "Children looked after on 31 March each year", range(2021, 2026))):
+        src = raw[f"cla{year}"]
+        rows = national_rows(src, "geog_l") if national else la_rows(src, "geog_l", "LA")
+        frame = pd.DataFrame({"dfe": "england" if national else rows["geog_c"].str.strip(),
+                              "year": year, "cla_31mar_n": to_number(rows, column)})
+        if year in CLA_SFR_UASC_YEARS:
+            frame["cla_31mar_uasc_n"] = to_number(rows, "CLA_UASC")
+        frames.append(frame)
+    for key, measure_col, value_col, years, labels in CLA_RELEASES:
         src = raw[key]
         require(src, measure_col)
-        rows = la_rows(src)
-        rows = rows[rows[measure_col].str.strip().eq(label)
-                    & rows["time_period"].astype(int).isin(list(years))]
-        if rows.empty:
-            raise RawDataError(f"{source_of(src)}: no rows with {measure_col} = {label!r}")
-        frames.append(pd.DataFrame({"dfe": rows["old_la_code"].str.strip(),
-                                    "year": rows["time_period"].astype(int),
-                                    "cla_31mar_n": to_number(rows, value_col)}))
-    return _tag(pd.concat(frames, ignore_index=True), "CLA files")
+        rows = national_rows(src) if national else la_rows(src)
+        rows = rows[rows["time_period"].astype(int).isin(list(years))]
+        parts = []
+        for label, column in labels.items():
+            hit = rows[rows[measure_col].str.strip().eq(label)]
+            if hit.empty:
+                raise RawDataError(f"{source_of(src)}: no rows with {measure_col} = {label!r}")
+            parts.append(pd.DataFrame({
+                "dfe": "england" if national else hit["old_la_code"].str.strip(),
+                "year": hit["time_period"].astype(int), column: to_number(hit, value_col)})
+                .set_index(["dfe", "year"]))
+        frames.append(pd.concat(parts, axis=1).reset_index())
+    out = pd.concat(frames, ignore_index=True)
+    return _tag(out[["dfe", "year", "cla_31mar_n", "cla_start_n", "cla_31mar_uasc_n"]],
+                "CLA files")
 
 
 def population(raw: dict[str, pd.DataFrame], units: pd.DataFrame) -> pd.DataFrame:
@@ -480,8 +546,9 @@ def population(raw: dict[str, pd.DataFrame], units: pd.DataFrame) -> pd.DataFram
 
 
 def workforce(raw: dict[str, pd.DataFrame], units: pd.DataFrame) -> pd.DataFrame:
-    """Social work workforce per unit.  The snapshot at 30 September Y (DfE time_period Y)
-    falls in reporting year Y + 1 and is placed there.
+    """Social work workforce per unit.  DfE's reporting year Y (the snapshot at 30 September
+    Y) is placed in panel ``year`` Y, under the label DfE gives it (see ``PERIODS``); its
+    authorities are those in force from 1 April Y, i.e. the members of reporting year Y + 1.
 
     Rates are DfE's published rates where one published row is the whole unit; where a unit
     is the sum of several published rows (BCP + Dorset members, Cumberland + Westmorland and
@@ -497,7 +564,7 @@ def workforce(raw: dict[str, pd.DataFrame], units: pd.DataFrame) -> pd.DataFrame
     rates = {"turnover_rate_fte": "turnover_rate_pct", "agency_rate_fte": "agency_rate_pct",
              "vacancy_rate_fte": "vacancy_rate_pct", "caseload_fte": "caseload_fte"}
     data = pd.DataFrame({"codes": rows["old_la_code"].str.split("/"),
-                         "year": rows["time_period"].astype(int) + 1,
+                         "year": rows["time_period"].astype(int),
                          "snapshot": rows["time_period"].astype(int)})
     for c in counts:
         data[c] = to_number(rows, c)
@@ -507,7 +574,7 @@ def workforce(raw: dict[str, pd.DataFrame], units: pd.DataFrame) -> pd.DataFrame
     dfe_to_unit = units.set_index("dfe")["la_code"]
     out = []
     for (year, snapshot), group in data.groupby(["year", "snapshot"], sort=True):
-        expected = members(units, year)
+        expected = members(units, snapshot + 1, open_ended=True)  # geography of 30 Sept
         seen: dict[str, list] = {}
         for _, r in group.iterrows():
             codes = [c.strip() for c in r["codes"]]
@@ -533,19 +600,25 @@ def workforce(raw: dict[str, pd.DataFrame], units: pd.DataFrame) -> pd.DataFrame
                 tot = pd.DataFrame([r[counts] for _, r in items]).sum(min_count=len(items))
                 tot = tot.where(pd.DataFrame([r[counts] for _, r in items]).notna().all())
                 rec.update(workforce_rates(tot))
+            own = {"sw_fte": tot["inpost_fte"], **{WORKFORCE_FTE[c]: tot[c] for c in WORKFORCE_FTE}}
             if len(unit_codes) == 1:
-                rec.update({"la_code": unit_codes[0], "sw_fte": tot["inpost_fte"],
-                            "workforce_joint_with": ""})
+                rec.update({"la_code": unit_codes[0], **own, "workforce_joint_with": ""})
                 out.append(rec)
-            else:
+            else:  # joint row: no count to either unit, so no total counts it twice
                 for u in unit_codes:
-                    out.append({**rec, "la_code": u, "sw_fte": np.nan,
+                    out.append({**rec, "la_code": u, **{k: np.nan for k in own},
                                 "workforce_joint_with": "+".join(x for x in unit_codes if x != u),
-                                "_joint_fte": tot["inpost_fte"]})
+                                **{f"_joint_{k}": v for k, v in own.items()}})
     frame = pd.DataFrame(out)
     if frame.duplicated(["la_code", "year"]).any():
         raise RawDataError(f"{source_of(src)}: a unit has two workforce rows in one year")
     return frame
+
+
+#: Workforce FTE counts carried in the panel besides ``sw_fte`` (DfE column -> panel column),
+#: so England rates can be recomputed from the units.
+WORKFORCE_FTE = {"agency_fte": "agency_fte", "leavers_fte": "leavers_fte",
+                 "vacancy_fte": "vacancy_fte"}
 
 
 def workforce_rates(tot: pd.Series) -> dict[str, float]:
@@ -899,7 +972,8 @@ def build_panel(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
     pre = cin_pre2013(raw)
     pieces.append(to_units(pre, units, [c for c in pre.columns if c not in ("dfe", "year")]))
     cla_frame = cla(raw)
-    pieces.append(to_units(cla_frame, units, ["cla_31mar_n"]))
+    pieces.append(to_units(cla_frame, units, [c for c in cla_frame.columns
+                                              if c not in ("dfe", "year")]))
     counts = pd.DataFrame(columns=["la_code", "year"])
     for piece in pieces:
         counts = counts.merge(piece, on=["la_code", "year"], how="outer",
@@ -926,6 +1000,7 @@ def build_panel(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
     panel = panel.drop(columns=["population_0_17_mye"])
     panel["population_mid_year"] = panel["year"] - 1
 
+    panel["cla_31mar_excl_uasc_n"] = panel["cla_31mar_n"] - panel["cla_31mar_uasc_n"]
     for m in COUNT_MEASURES:
         col = f"{m}_n"
         if col not in panel:
@@ -935,10 +1010,15 @@ def build_panel(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
     panel["rereferral_share"] = (panel["rereferrals_n"] / ref).round(SHARE_DECIMALS)
     panel["nfa_share"] = (panel["referrals_nfa_n"] / ref).round(SHARE_DECIMALS)
     panel["not_in_need_share"] = (panel["referrals_not_in_need_n"] / ref).round(SHARE_DECIMALS)
+    panel["cpp_repeat_share"] = (panel["cpp_subsequent_n"]
+                                 / panel["cpp_start_n"]).round(SHARE_DECIMALS)
+    panel["cpp_2y_or_more_share"] = (panel["cpp_31mar_dur_2y_or_more_n"]
+                                     / panel["cpp_31mar_n"]).round(SHARE_DECIMALS)
 
     wf = workforce(raw, units)
     panel = panel.merge(wf, on=["la_code", "year"], how="left")
-    # cin per social worker: own CIN over own FTE, or for joint rows joint CIN over joint FTE
+    # cin per social worker: own CIN over own FTE, or for joint rows joint CIN over joint FTE;
+    # social workers are everyone working the cases, employed (in post) and agency
     partner = panel["workforce_joint_with"].fillna("")
     partner_cin = panel.merge(
         panel[["la_code", "year", "cin_31mar_n"]].rename(
@@ -946,13 +1026,15 @@ def build_panel(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
         on=["workforce_joint_with", "year"], how="left")["_partner_cin"]
     cin_for_sw = np.where(partner.ne(""), panel["cin_31mar_n"] + partner_cin.to_numpy(),
                           panel["cin_31mar_n"])
-    joint_fte = panel["_joint_fte"] if "_joint_fte" in panel else np.nan
-    fte_for_sw = np.where(partner.ne(""), joint_fte, panel["sw_fte"])
+    own_fte = panel["sw_fte"] + panel["agency_fte"]
+    joint_fte = (panel["_joint_sw_fte"] + panel["_joint_agency_fte"]
+                 if "_joint_sw_fte" in panel else np.nan)
+    fte_for_sw = np.where(partner.ne(""), joint_fte, own_fte)
     panel["cin_per_sw_fte"] = (pd.Series(cin_for_sw, index=panel.index).astype(float)
                                / pd.Series(fte_for_sw, index=panel.index).astype(float))
     panel["workforce_joint_with"] = panel["workforce_joint_with"].where(partner.ne(""))
     for c in ("caseload_fte", "cin_per_sw_fte", "agency_rate_pct", "turnover_rate_pct",
-              "vacancy_rate_pct", "sw_fte"):
+              "vacancy_rate_pct", "sw_fte", *WORKFORCE_FTE.values()):
         panel[c] = panel[c].astype(float).round(2)
 
     # children's social care spend (nominal GBP), per child aged 0-17 of the year's denominator
@@ -967,6 +1049,8 @@ def build_panel(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
     implausible = (panel["spend_gbp"].le(0)
                    | panel["spend_per_child"].lt(SPEND_IMPLAUSIBLE_FRACTION * median))
     panel.loc[implausible, ["spend_gbp", "spend_per_child"]] = np.nan
+    # per child in need: the year's spend over the children in need at its end (31 March)
+    panel["spend_per_cin"] = (panel["spend_gbp"] / panel["cin_31mar_n"].astype(float)).round(2)
 
     panel["idaci_2019"] = panel["la_code"].map(idaci(raw, raw["b1"], units))
     panel = panel.sort_values(["la_code", "year"], kind="stable").reset_index(drop=True)
@@ -993,11 +1077,15 @@ def published_england(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
     Used by the tests to check that the panel's sums reproduce them.
     """
     frames = []
-    spec = [("b1", {"At31_episodes": "cin_31mar_n"}),
+    spec = [("b1", {"At31_episodes": "cin_31mar_n",
+                    "awaiting_assessment": "cin_31mar_awaiting_assessment_n"}),
             ("c1", {"referral_count": "referrals_n", "rereferral_count": "rereferrals_n",
-                    "no_further_action_count": "referrals_nfa_n"}),
+                    "no_further_action_count": "referrals_nfa_n",
+                    "not_in_need_count": "referrals_not_in_need_n"}),
             ("c4", {"Section47": "s47_n", "ICPC": "icpc_n"}),
-            ("d3", {"CPP_start": "cpp_start_n"}), ("d5", {"CPP_At31": "cpp_31mar_n"}),
+            ("d3", {"CPP_start": "cpp_start_n", "CPP_subsequent": "cpp_subsequent_n"}),
+            ("d5", {"CPP_At31": "cpp_31mar_n",
+                    **{k: f"cpp_31mar_dur_{v}_n" for k, v in CPP_DURATIONS.items()}}),
             ("c2", {"Assessments_completed": "assessments_n"}),
             ("d2", {"Neglect_Initial": "cpp_start_neglect_n"}),
             ("d4", {"Neglect_Initial": "cpp_31mar_neglect_n"})]
@@ -1014,21 +1102,70 @@ def published_england(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
             if year in by_year and col != "population_0_17":
                 f[col] = to_number(nat, by_year[year]).to_numpy()
         frames.append(f.set_index("year"))
-    for year, col in CLA_SFR_COLUMN.items():
-        nat = national_rows(raw[f"cla{year}"], "geog_l")
-        frames.append(pd.DataFrame({"cla_31mar_n": to_number(nat, col).to_numpy()},
-                                   index=pd.Index([year], name="year")))
-    for key, mcol, vcol, label, years in (
-            ("cla_r2022", "population_count", "number",
-             "Children looked after at 31 March each year", range(2018, 2021)),
-            ("cla_r2025", "population_type", "children_count",
-             "Children looked after on 31 March each year", range(2021, 2026))):
-        nat = national_rows(raw[key])
-        nat = nat[nat[mcol].str.strip().eq(label) & nat["time_period"].astype(int).isin(years)]
-        frames.append(pd.DataFrame({"cla_31mar_n": to_number(nat, vcol).to_numpy()},
-                                   index=pd.Index(nat["time_period"].astype(int), name="year")))
+    frames.append(cla(raw, national=True).drop(columns="dfe").set_index("year"))
     out = pd.concat(frames).groupby(level=0).first()  # disjoint columns per year: combine
     return out.sort_index()
+
+
+#: England rows are rounded to the nearest 10 (100 in the 2009-10 files): a sum of complete
+#: units within this of the England row is equal to it.
+ENGLAND_ROUNDING = {2010: 50.0}
+ENGLAND_ROUNDING_DEFAULT = 5.0
+_WORKFORCE_ENGLAND = {"sw_fte": "inpost_fte", **{c: c for c in WORKFORCE_FTE}}
+ENGLAND_COLUMNS = ("year", "measure", "units_reported", "units_missing", "sum_of_units",
+                   "england_published", "difference_pct", "note")
+
+
+def england_totals(panel: pd.DataFrame, raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Each count summed over the units beside the publisher's England figure, with a note
+    wherever suppressed or unpublished units make the sum fall short of it.
+
+    A sum over units is not England where units are missing (referrals 2024: Hampshire and
+    Herefordshire), so every national figure read off the panel should carry this note.
+    """
+    published = published_england(raw)
+    nat_pop = national_rows(raw["population"])
+    published["population_0_17"] = pd.Series(
+        to_number(nat_pop, "population_estimate").to_numpy(),
+        index=nat_pop["time_period"].astype(int) + 1)
+    nat_wf = national_rows(raw["workforce"])
+    for ours, theirs in _WORKFORCE_ENGLAND.items():
+        published[ours] = pd.Series(to_number(nat_wf, theirs).to_numpy(),
+                                    index=nat_wf["time_period"].astype(int))
+    measures = [c for c in PANEL_COLUMNS if c.endswith("_n")
+                or c in ("population_0_17", *_WORKFORCE_ENGLAND, "spend_gbp")]
+    joint = panel["workforce_joint_with"].notna()
+    rows = []
+    for year, frame in panel.groupby("year", sort=True):
+        for m in measures:
+            values = frame[m].astype(float)
+            if values.isna().all():
+                continue
+            pub = published[m].get(year, np.nan) if m in published else np.nan
+            missing = values.isna() & ~(joint[frame.index] & (m in _WORKFORCE_ENGLAND))
+            total = float(values.sum())
+            diff = 100 * (total - pub) / pub if pub == pub and pub else np.nan
+            notes = []
+            if missing.any():
+                names = frame.loc[missing, "la_name"].tolist()
+                who = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+                notes.append(f"{len(names)} unit(s) suppressed or not published ({who}): "
+                             + (f"the sum is {diff:.1f}% against DfE's England total"
+                                if diff == diff else "the sum leaves them out"))
+            shared = m in _WORKFORCE_ENGLAND and joint[frame.index].any()
+            if shared:
+                notes.append("Kingston upon Thames and Richmond upon Thames are reported jointly "
+                             f"and counted in neither unit: the sum is {diff:.1f}% against DfE's "
+                             "England total")
+            elif (not missing.any() and diff == diff
+                  and abs(total - pub) > ENGLAND_ROUNDING.get(year, ENGLAND_ROUNDING_DEFAULT)):
+                notes.append(f"every unit reported; the sum differs from the England figure by "
+                             f"{diff:.2f}%")
+            rows.append({"year": year, "measure": m, "units_reported": int(values.notna().sum()),
+                         "units_missing": int(missing.sum()), "sum_of_units": round(total, 1),
+                         "england_published": pub, "difference_pct": round(diff, 2),
+                         "note": "; ".join(notes)})
+    return pd.DataFrame(rows, columns=list(ENGLAND_COLUMNS))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1080,6 +1217,7 @@ def copy_raw(source_dir: Path, raw_dir: Path) -> list[Path]:
 
 PANEL_DIR = paths.DATA_DIR / "panel"
 PANEL_FILE = "la_panel.csv"
+ENGLAND_FILE = "england_totals.csv"
 
 
 def write_panel(panel: pd.DataFrame, out_dir: Path) -> Path:
@@ -1101,10 +1239,19 @@ def load_panel(path: Path | None = None) -> pd.DataFrame:
                        na_values={c: [""] for c in PANEL_COLUMNS if c not in ("la_code",)})
 
 
+def write_england(totals: pd.DataFrame, out_dir: Path) -> Path:
+    target = Path(out_dir) / ENGLAND_FILE
+    with atomic.atomic_path(target) as tmp:
+        totals.to_csv(tmp, index=False, lineterminator="\n")
+    return target
+
+
 def build(raw_dir: Path, out_dir: Path) -> pd.DataFrame:
-    """Read data/raw, build the panel and write it to ``out_dir``."""
-    panel = build_panel(read_raw(raw_dir))
+    """Read data/raw, build the panel and its England comparison and write both to ``out_dir``."""
+    raw = read_raw(raw_dir)
+    panel = build_panel(raw)
     write_panel(panel, out_dir)
+    write_england(england_totals(panel, raw), out_dir)
     return panel
 
 

@@ -65,8 +65,11 @@ class SystemRun:
     trend_stages: tuple[str, ...] = ("referrals", "cpp_start", "cla_31mar")
     gradient_stages: tuple[str, ...] = grad_model.LAGradientSpec.stages
     outcomes: tuple[str, ...] = ("nfa", "caseload", "agency", "turnover", "vacancy")
-    #: LA codes left out (e.g. the Isles of Scilly); every choice is listed in the report.
+    #: LA codes left out; every choice is listed in the report.
     exclude: tuple[str, ...] = ()
+    #: Keep City of London and the Isles of Scilly (``sysdata.MICRO_AUTHORITIES``)?  Left out
+    #: by default: a few hundred children, workforce rates of 0% or 100%.
+    include_micro_authorities: bool = False
     #: Use only the first N LAs in code order (0 = all): for quick looks and notebooks.
     max_las: int = 0
 
@@ -79,6 +82,9 @@ class SystemRun:
             raise ValueError(f"models {list(self.models)}: choose from {', '.join(MODELS)}")
         if not 0.5 <= self.prob < 1:
             raise ValueError(f"prob {self.prob}: expected a credible level in [0.5, 1)")
+        if not isinstance(self.include_micro_authorities, bool):
+            raise ValueError(f"include_micro_authorities {self.include_micro_authorities!r}: "
+                             "expected true or false")
         if self.first_year >= self.last_year:
             raise ValueError(f"first_year {self.first_year} must be before last_year {self.last_year}")
         self.trend_spec(), self.gradient_spec(), self.conditions_spec()  # name bad stages/outcomes
@@ -179,18 +185,25 @@ def read_panel(path: Path) -> pd.DataFrame:
 
 
 def prepare_panel(panel: pd.DataFrame, run_config: SystemRun) -> pd.DataFrame:
-    """The panel rows the models use: the configured years, minus excluded LAs."""
+    """The panel rows the models use: the configured years, minus excluded LAs (and the
+    micro-authorities unless ``include_micro_authorities``)."""
     unknown = sorted(set(run_config.exclude) - set(panel["la_code"]))
     if unknown:
         raise UserError(f"[system] exclude: LA codes {unknown} are not in the panel")
     rows = panel[panel["year"].between(run_config.first_year, run_config.last_year)
-                 & ~panel["la_code"].isin(run_config.exclude)]
+                 & ~panel["la_code"].isin(left_out(run_config))]
     if run_config.max_las:
         keep = sorted(rows["la_code"].unique())[: run_config.max_las]
         rows = rows[rows["la_code"].isin(keep)]
     if rows.empty:
         raise UserError("[system]: no panel rows left after choosing years and LAs")
     return sysdata.select(rows)
+
+
+def left_out(run_config: SystemRun) -> list[str]:
+    """LA codes the models leave out: the configured ones and, by default, the micro-authorities."""
+    micro = [] if run_config.include_micro_authorities else list(sysdata.MICRO_AUTHORITIES)
+    return sorted(set(run_config.exclude) | set(micro))
 
 
 def summarise(draws, prob: float) -> pd.DataFrame:
@@ -241,7 +254,8 @@ def fit_trends(panel, run_config, priors, prob, rule, figdir, la_names, log) -> 
     counts = sysdata.count_cells(panel, sysdata.measure_columns(spec.stages)).groupby(["stage", "year"])["count"].sum()
     observed = observed[[counts.get((s, y), 0) >= rule.threshold for s, y in zip(observed["stage"], observed["year"])]]
     fig = plots.plot_trends(eff["national_rate"], observed, prob, STAGE_LABELS, "per 10,000 children")
-    res.figures.append((f"Rates per 10,000 children by year: typical LA with {prob:.0%} band; points: England",
+    res.figures.append((f"Rates per 10,000 children by year: typical LA with {prob:.0%} band; points: the LAs "
+                        "that report (England where all do; see Data for the years where some do not)",
                         _save(fig, figdir / "trends_rates.png")))
     if "per_100_referrals" in eff:
         fig = plots.plot_trends(eff["per_100_referrals"], None, prob, STAGE_LABELS, f"per 100 {STAGE_LABELS[ref]}",
@@ -428,6 +442,20 @@ def _to_netcdf(idata, target: Path) -> None:
     posterior_export.write(idata, target)
 
 
+def national_note(panel: pd.DataFrame, measures: dict[str, str], shown: int = 12) -> str:
+    """The sentence a national figure needs: in which years suppressed or unpublished LAs make a
+    sum over LAs fall short of DfE's England row (and which LAs)."""
+    gaps = sysdata.missing_units(panel, measures)
+    if gaps.empty:
+        return "Every LA reports every measure in every year shown: sums over LAs are England totals."
+    items = [f"{r.measure} {r.year}: {r.missing} of {r.of} LAs [{r.las}]" for r in gaps.head(shown).itertuples()]
+    more = f"; and {len(gaps) - shown} more measure-years" if len(gaps) > shown else ""
+    return ("National figures here are over the LAs that report, not DfE's England rows, which also count "
+            "suppressed and unpublished LAs. They fall short of England where LAs are missing: "
+            + "; ".join(items) + more + ". data/panel/england_totals.csv compares every sum with DfE's "
+            "England figure and gives the shortfall.")
+
+
 def _sections(results: list[ModelResult], panel: pd.DataFrame, run_config: SystemRun, priors,
               rule: SuppressionRule) -> list[Section]:
     failed = [r.name for r in results if not r.gate["passed"]]
@@ -445,6 +473,10 @@ def _sections(results: list[ModelResult], panel: pd.DataFrame, run_config: Syste
         f"{panel['la_code'].nunique()} children's services authorities (harmonised over the 2019, 2021 and "
         f"2023 reorganisations), reporting years {years}."
         + (f" Left out: {', '.join(run_config.exclude)}." if run_config.exclude else "")
+        + ("" if run_config.include_micro_authorities else
+           " Left out by default (include_micro_authorities = false): "
+           + ", ".join(f"{n} ({c})" for c, n in sysdata.MICRO_AUTHORITIES.items())
+           + ", a few hundred children each, with workforce rates of 0% or 100%.")
         + (f" Quick look: only the first {run_config.max_las} LAs in code order." if run_config.max_las else ""),
         "Missing (suppressed or unpublished) cells are not dropped and never read as zero: each model's "
         "likelihood runs over the observed cells only, and every LA keeps its effects, informed by its other "
@@ -452,6 +484,7 @@ def _sections(results: list[ModelResult], panel: pd.DataFrame, run_config: Syste
         "children.",
         "Rates use children aged 0-17 (ONS mid-year estimates) as exposure. LA deprivation is the IoD2019 IDACI "
         "average score, fixed over time: effects 'per SD' are per one standard deviation of IDACI across LAs.",
+        national_note(panel, measures),
     ], tables=[("Coverage of each outcome (LA-year cells, over the years it is published)", cov)]))
     for r in results:
         gate_table = pd.DataFrame([r.gate]).rename(index={0: r.name})

@@ -114,7 +114,7 @@ def grouped_year_effects(name: str, pair_outcome: np.ndarray, n_outcome: int, sd
                          centred: bool = True):
     """Year effects for the observed (outcome, year) pairs, each outcome's summing to zero
     over its own years, so the intercept is that outcome's average over the years it is
-    published (workforce 2018-2025, NFA 2012-2025, ...), not a mix with unpublished years.
+    published (workforce 2017-2025, NFA 2012-2025, ...), not a mix with unpublished years.
 
     ``pair_outcome`` gives the outcome index of each pair; ``sd`` is per outcome.  Centred
     (the effects themselves are the parameters) or non-centred (raw x sd): the same prior.

@@ -4,7 +4,9 @@ multivariate model.
 Outcomes k per LA l and year y, each on its own scale:
 
 - ``nfa``: referrals ending in no further action, beta-binomial on the referral counts
-  (logit link; overdispersion for year-to-year variation beyond the binomial);
+  (logit link; overdispersion for year-to-year variation beyond the binomial); the other
+  shares (``not_in_need``, ``cpp_repeat``, ``cpp_long``, ``awaiting_assessment``) likewise,
+  each on its own total (``BINOMIAL_TRIALS``);
 - continuous outcomes (caseload and spend per child on the log scale; agency, turnover and
   vacancy rates on the logit scale), standardised, Normal with a residual SD per outcome.
 
@@ -30,7 +32,7 @@ spending; the intercept and the partial relationships are on the S251 level.  Th
 absorbs the break together with the growth between the two periods: the two cannot be told
 apart from the panel alone.
 
-Missing cells (workforce before 2018, NFA before 2012, suppressed values) are left out of
+Missing cells (workforce before 2017, NFA before 2012, suppressed values) are left out of
 the likelihood (index arrays over observed cells only); every LA keeps its effect on every
 outcome, informed through the correlations where its own cells are missing.
 """
@@ -52,18 +54,31 @@ from models.system.components import SystemPriors, correlated_la_effects, groupe
 #: ``BINOMIAL_TRIALS``.
 OUTCOMES: dict[str, tuple[str, str, str]] = {
     "nfa": ("referrals_nfa_n", "binomial", "share of referrals ending in no further action"),
+    "not_in_need": ("referrals_not_in_need_n", "binomial",
+                    "share of referrals assessed and found not in need"),
+    "cpp_repeat": ("cpp_subsequent_n", "binomial",
+                   "share of child protection plans started that are a second or later plan"),
+    "cpp_long": ("cpp_31mar_dur_2y_or_more_n", "binomial",
+                 "share of plans open at 31 March that have lasted 2 years or more"),
+    "awaiting_assessment": ("cin_31mar_awaiting_assessment_n", "binomial",
+                            "share of children in need at 31 March awaiting assessment"),
     "spend": ("spend_per_child", "log",
               "children's social care spend per child aged 0-17 (GBP, nominal)"),
+    "spend_cin": ("spend_per_cin", "log",
+                  "children's social care spend per child in need at 31 March (GBP, nominal)"),
     "caseload": ("caseload_fte", "log", "average caseload per case-holding social worker"),
-    "cin_per_sw": ("cin_per_sw_fte", "log", "children in need per social worker (FTE)"),
+    "cin_per_sw": ("cin_per_sw_fte", "log",
+                   "children in need per social worker (FTE, employed and agency)"),
     "agency": ("agency_rate_pct", "logit_pct", "agency workers, % of social worker FTE"),
     "turnover": ("turnover_rate_pct", "logit_pct", "social worker turnover, %"),
     "vacancy": ("vacancy_rate_pct", "logit_pct", "social worker vacancy rate, %"),
 }
-BINOMIAL_TRIALS = {"nfa": "referrals_n"}
+BINOMIAL_TRIALS = {"nfa": "referrals_n", "not_in_need": "referrals_n", "cpp_repeat": "cpp_start_n",
+                   "cpp_long": "cpp_31mar_n", "awaiting_assessment": "cin_31mar_n"}
 #: outcome -> (panel column naming the series of each year, the series whose years get the
 #: offset ``series_offset``).
-SERIES_BREAKS: dict[str, tuple[str, str]] = {"spend": ("spend_series", "RO3")}
+SERIES_BREAKS: dict[str, tuple[str, str]] = {"spend": ("spend_series", "RO3"),
+                                             "spend_cin": ("spend_series", "RO3")}
 SAMPLE = ("chain", "draw")
 
 

@@ -19,6 +19,9 @@ import pandas as pd
 
 #: Columns every system model needs from the panel.
 KEY_COLUMNS = ("la_code", "la_name", "year", "population_0_17", "idaci_2019")
+#: Authorities with a few hundred children, whose rates swing between 0% and 100%: the
+#: system models leave them out unless asked (``include_micro_authorities``).
+MICRO_AUTHORITIES: dict[str, str] = {"E09000001": "City of London", "E06000053": "Isles of Scilly"}
 #: Workforce percentages at 0 or 100 (the Isles of Scilly report no employed social
 #: workers) are clipped to this range before the logit, so they stay finite.
 PCT_CLIP = (0.5, 99.5)
@@ -160,6 +163,22 @@ def coverage(panel: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("outcome")
 
 
+def missing_units(panel: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """Per measure and year (where published at all): LAs without the value and their names.
+
+    A sum or rate over the LAs that report is not DfE's England figure in these years; a
+    report must say so beside any national number it shows."""
+    rows = []
+    for name, column in columns.items():
+        check_columns(panel, [column, "la_name"])
+        for year, frame in panel.groupby("year", sort=True):
+            gone = frame[column].isna()
+            if gone.any() and not gone.all():
+                rows.append({"measure": name, "year": int(year), "missing": int(gone.sum()),
+                             "of": len(frame), "las": "; ".join(frame.loc[gone, "la_name"])})
+    return pd.DataFrame(rows, columns=["measure", "year", "missing", "of", "las"])
+
+
 #: Count measures of the panel the system models know: label -> (count column, description).
 MEASURES: dict[str, tuple[str, str]] = {
     "referrals": ("referrals_n", "referrals"),
@@ -169,6 +188,9 @@ MEASURES: dict[str, tuple[str, str]] = {
     "cpp_start": ("cpp_start_n", "child protection plans started"),
     "cpp_31mar": ("cpp_31mar_n", "children on a plan at 31 March"),
     "cla_31mar": ("cla_31mar_n", "children looked after at 31 March"),
+    "cla_start": ("cla_start_n", "children starting to be looked after"),
+    "cla_31mar_excl_uasc": ("cla_31mar_excl_uasc_n",
+                            "children looked after at 31 March, not unaccompanied asylum seekers"),
     "cin_31mar": ("cin_31mar_n", "children in need at 31 March"),
 }
 
