@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-import json
+from workflows import runtime
+
+runtime.link_blas()  # before anything loads PyTensor: the suite links to a BLAS as the CLI does
+
+import json  # noqa: E402
 from dataclasses import dataclass
 
 import pandas as pd
