@@ -1,6 +1,6 @@
 # The two commands: `make demo` (main job) and `make test` (whole suite).
 # Both create .venv if missing and install the pinned dependencies first.
-# `make lab` opens the notebooks in JupyterLab.
+# `make lab` opens the notebooks in JupyterLab; `make notebooks-html OUT=DIR` renders them.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 LAB_STAMP := $(VENV)/.installed-lab
 KERNEL ?= csc-workbench
 
-.PHONY: demo test setup lab reference clean-results
+.PHONY: demo test setup lab notebooks-html reference clean-results
 
 setup: $(STAMP)
 
@@ -31,6 +31,12 @@ $(LAB_STAMP): $(STAMP)
 LAB_ARGS ?=
 lab: $(LAB_STAMP)
 	$(PY) -m jupyterlab $(LAB_ARGS) notebooks/
+
+# Every notebook executed (short chains; FULL=1 for full-length ones) and written as HTML with
+# its outputs into OUT (default results/notebooks), with an index.html.
+OUT ?= results/notebooks
+notebooks-html: $(STAMP)
+	$(PY) -m workflows notebooks --out $(OUT) $(if $(FULL),--full,)
 
 # Tests run on every core (pytest-xdist); a module's tests stay on one worker so its
 # fitted fixtures are built once.  TEST_WORKERS=0 runs them in this process.

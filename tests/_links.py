@@ -63,7 +63,7 @@ def broken_links(page: str | Path) -> list[str]:
             problems.append(f"{where}: not a relative link")
             continue
         if not parts.path:
-            if parts.fragment and parts.fragment not in ids:
+            if parts.fragment and parts.fragment not in ids and unquote(parts.fragment) not in ids:
                 problems.append(f"{where}: no id {parts.fragment!r} on the page")
             continue
         target = (page.parent / unquote(parts.path)).resolve()
