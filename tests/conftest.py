@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-import json
+from workflows import runtime
+
+runtime.link_blas()  # before anything loads PyTensor: the suite links to a BLAS as the CLI does
+
+import json  # noqa: E402
+import os
 from dataclasses import dataclass
 
 import pandas as pd
@@ -28,6 +33,12 @@ class Simulated:
     @property
     def n(self) -> int:
         return len(self.episodes)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--notebooks-html", default=os.environ.get("CSC_NOTEBOOKS_HTML") or None, metavar="DIR",
+                     help="write the executed notebooks as HTML here (default: $CSC_NOTEBOOKS_HTML, else a "
+                          "temporary folder of the test)")
 
 
 @pytest.fixture(scope="session")

@@ -58,6 +58,28 @@ def test_demo_end_to_end_writes_the_report(demo_runs):
     assert "Traceback" not in first.stderr
 
 
+def test_demo_index_links_every_report_and_figure_and_nothing_is_broken(demo_runs):
+    from _links import broken_links, references
+    from workflows import atomic
+
+    out, first, second = demo_runs
+    index = out / "index.html"
+    assert f"index: {index}" in second.stdout
+    hrefs = {value for _, attr, value in references(index)[0] if attr == "href"}
+    assert "describe/report.html" in hrefs
+    figures = {p.relative_to(out).as_posix() for p in out.rglob("*.png")}
+    assert figures and figures <= hrefs
+    assert broken_links(index) == []
+    for report in out.rglob("report.html"):
+        assert broken_links(report) == [], report
+    man = atomic.read_manifest(out)
+    assert man["status"] == "done" and "index.html" in man["outputs"] and "describe/report.html" in man["outputs"]
+    assert atomic.foreign_files(out) == []  # every file of the run is listed: a third run is not refused
+    (out / "my-notes.txt").write_text("mine\n")
+    assert [p.name for p in atomic.foreign_files(out)] == ["my-notes.txt"]
+    (out / "my-notes.txt").unlink()
+
+
 def test_demo_second_run_reuses_the_simulation(demo_runs):
     out, first, second = demo_runs
     assert second.returncode == 0, second.stderr

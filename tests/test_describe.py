@@ -12,6 +12,7 @@ import pytest
 
 from _seeds import seed
 from models.suppression import SuppressionRule
+from _links import broken_links
 from models.vocabulary import STAGES
 from workflows.describe import write_describe_report
 from workflows.errors import UserError
@@ -55,6 +56,8 @@ def test_report_folder_has_every_output(report):
         assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (report / "report.html").read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") == 3  # self-contained
+    assert broken_links(report / "report.html") == []
+    assert html.index('id="key-figure"') < html.index("<h2>")  # the key figure opens the report
     md = (report / "report.md").read_text(encoding="utf-8")
     for fig in figures:
         assert f"figures/{fig.name}" in md

@@ -36,6 +36,7 @@ VERB_ARGS = {
     "sbc": [],
     "system": [],
     "demo": [],
+    "notebooks": [],
 }
 
 

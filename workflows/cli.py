@@ -32,6 +32,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "joint": ("workflows.joint", "demand classes x social gradients in one model (class gradients, steepest class)"),
     "system": ("workflows.system", "fit the system-conditions models to the LA x year panel and report them"),
     "demo": ("workflows.demo", "the main job: simulate six-la and report on it"),
+    "notebooks": ("workflows.notebooks", "execute the story notebooks and write them as HTML with their outputs"),
 }
 
 DESCRIPTION = "Bayesian multilevel workbench for inequalities in children's social care."

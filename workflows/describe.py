@@ -24,7 +24,7 @@ from models.suppression import SuppressionRule, apply_mask, primary_mask, second
 from models.vocabulary import STAGE_LABELS, STAGE_SHORT, STAGES
 from workflows import atomic, paths, provenance
 from workflows.errors import UserError
-from workflows.report_format import Section, render_html, render_markdown
+from workflows.report_format import Section, lead, render_html, render_markdown
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -155,8 +155,8 @@ def write_describe_report(extract_path: Path, out_dir: Path, rule: SuppressionRu
         figs = _figures(tables, tmp / "figures")
         sections = _sections(tables, report, rule, figs)
         heading = title or f"Descriptive report: {extract_path.name}"
-        (tmp / "report.md").write_text(render_markdown(heading, sections, tmp), encoding="utf-8")
-        (tmp / "report.html").write_text(render_html(heading, sections), encoding="utf-8")
+        (tmp / "report.md").write_text(render_markdown(heading, sections, tmp, lead(sections, "rates_by_decile.png")), encoding="utf-8")
+        (tmp / "report.html").write_text(render_html(heading, sections, lead(sections, "rates_by_decile.png")), encoding="utf-8")
         man = provenance.manifest(
             "describe", inputs={"extract": extract_path, "lsoa_table": paths.REFERENCE_DIR / "lsoa.csv"},
             suppression={"threshold": rule.threshold, "marker": rule.marker},

@@ -37,7 +37,7 @@ from models.vocabulary import STAGE_LABELS, STAGES
 from workflows import atomic, paths, posterior_export, provenance
 from workflows.run_cache import NOT_FOR_CITATION, flag_uncitable, is_current, run_key
 from workflows.errors import UserError
-from workflows.report_format import Section, render_html, render_markdown
+from workflows.report_format import Section, lead, render_html, render_markdown
 
 #: How a headline names reaching each stage.
 STAGE_PHRASES = {
@@ -204,8 +204,8 @@ def write_gradient_report(extract_path: Path, out_dir: Path, config: GradientRun
         figures = _figures(results, la_names, tmp / "figures", config.prob)
         heading = title or f"Social gradient and inverse intervention: {extract_path.name}"
         sections = _sections(results, config, prior, len(episodes), episodes, la_names, figures, rule)
-        (tmp / "report.md").write_text(render_markdown(heading, sections, tmp), encoding="utf-8")
-        (tmp / "report.html").write_text(render_html(heading, sections), encoding="utf-8")
+        (tmp / "report.md").write_text(render_markdown(heading, sections, tmp, lead(sections, "population_gradient.png")), encoding="utf-8")
+        (tmp / "report.html").write_text(render_html(heading, sections, lead(sections, "population_gradient.png")), encoding="utf-8")
         man = provenance.manifest(
             "gradient", inputs={"extract": extract_path, "lsoa_table": paths.REFERENCE_DIR / "lsoa.csv"},
             config=asdict(config), seed=config.seed, cache_key=key,

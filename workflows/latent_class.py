@@ -69,7 +69,7 @@ from models.vocabulary import FACTOR_NAMES
 from workflows import atomic, paths, posterior_export, provenance
 from workflows.run_cache import flag_uncitable, is_current, run_key
 from workflows.errors import UserError
-from workflows.report_format import Section, render_html, render_markdown
+from workflows.report_format import Section, lead, render_html, render_markdown
 
 MODEL_CODE = ("models.latent_class", "models.sampling")
 NOT_FOR_CITATION = "NOT FOR CITATION: the chosen fit did not pass the convergence gate or is multimodal"
@@ -483,8 +483,8 @@ def write_latent_class_report(extract_path: Path, out_dir: Path, config: LatentC
         figures = _figures(result, tmp / "figures")
         heading = title or f"Demand classes (latent class analysis): {extract_path.name}"
         sections = _sections(result, tables, figures, rule)
-        (tmp / "report.md").write_text(render_markdown(heading, sections, tmp), encoding="utf-8")
-        (tmp / "report.html").write_text(render_html(heading, sections), encoding="utf-8")
+        (tmp / "report.md").write_text(render_markdown(heading, sections, tmp, lead(sections, "profiles.png")), encoding="utf-8")
+        (tmp / "report.html").write_text(render_html(heading, sections, lead(sections, "profiles.png")), encoding="utf-8")
         fits = result.selection.fits if result.selection else {result.k: None}
         man = provenance.manifest(
             "latent-class", inputs={"extract": extract_path}, config=asdict(config), seed=config.seed,
