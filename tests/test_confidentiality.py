@@ -3,13 +3,13 @@
 One run of every verb that reads case-level data, on the tiny preset's extract used as an
 LA's own file (short chains: this checks what is written, not what is estimated; the model
 verbs run as the sections of one ``fit``, which calls the same writers as ``gradient``,
-``latent-class`` and ``joint``; ``sensitivity``, ``compare`` and ``sbc`` are left out to keep
-the suite within its time: their posteriors pass the same filter), then one
+``sensitivity``, ``compare``, ``latent-class`` and ``joint``), then one
 scan of everything written and everything printed: tables, reports, manifests, logs, the
 figures' embedded text and every NetCDF posterior (all groups, all coordinates).  It looks
 for child and episode ids, LSOA codes, referral dates and dates of birth, and for counts
 from 1 to threshold - 1 in count columns of published tables.  ``system`` reads only the
-public LA panel, so it has no case-level data to leak and is not run here.
+public LA panel and ``sbc`` only data it simulates from a design, so neither has case-level
+data to leak and neither is run here.
 """
 
 from __future__ import annotations
@@ -45,6 +45,23 @@ draws = 60
 tune = 60
 seed = {s1}
 scales = ["population"]
+
+[sensitivity]
+prior_sets = ["default", "wide"]
+scale = "population"
+stages = ["referral"]
+chains = 2
+draws = 60
+tune = 60
+seed = {s2}
+
+[compare]
+variants = ["full", "no_lsoa_effects"]
+stages = ["referral"]
+chains = 2
+draws = 60
+tune = 60
+seed = {s3}
 
 [latent_class]
 k_min = 1
@@ -101,8 +118,8 @@ def everything_written(tmp_path_factory):
     la.mkdir()
     shutil.copy(sim / "extract.csv", la / "extract.csv")  # the LA's own file, outside any output
     extract = la / "extract.csv"
-    (la / "run.toml").write_text(RUN_CONFIG.format(threshold=THRESHOLD, s1=seed(1),
-                                                   s4=seed(4), s5=seed(5)))
+    (la / "run.toml").write_text(RUN_CONFIG.format(threshold=THRESHOLD, s1=seed(1), s2=seed(2),
+                                                   s3=seed(3), s4=seed(4), s5=seed(5)))
     (la / "demo.toml").write_text(DEMO_CONFIG.format(threshold=THRESHOLD, s1=seed(7)))
     logs = []
     for args in (
@@ -155,7 +172,8 @@ def _png_text(data: bytes) -> str:
 
 def test_every_verb_wrote_something(everything_written):
     out, _, _ = everything_written
-    for folder in ("describe", "run/gradient", "run/latent_class", "run/joint", "demo/describe"):
+    for folder in ("describe", "run/gradient", "run/sensitivity", "run/compare", "run/latent_class", "run/joint",
+                   "demo/describe"):
         assert (out / folder).is_dir(), folder
     assert list(out.rglob("*.nc")), "no posterior written: the NetCDF scan would be vacuous"
 
