@@ -82,7 +82,7 @@ def test_empty_class_flagged_above_the_true_k(selection, data):
     idata = selection[4].fit.idata.copy()
     post = idata.posterior
     w = post["class_weight"]
-    smallest = int(w.mean(("chain", "draw")).argmin())
+    smallest = int(w.mean(("chain", "draw")).argmin("class"))
     emptied = w.copy()
     emptied[..., smallest] = 0.001
     emptied = emptied / emptied.sum("class")

