@@ -178,11 +178,13 @@ def test_latent_class_section_convergence_reaches_the_run_summary_and_report(own
     assert bool(row["passed"]) == (gate["passed"] and not gate["multimodal"])
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["sections"]["latent_class"]["convergence"]["2"] == gate
-    # The two classes found in the tiny preset's factors: shares that sum to one, both real
-    # classes (measured over seed offsets 0-3: the smaller holds 20-30%, far from 5%).
+    # The two classes found in the tiny preset's factors: shares that sum to one, and neither
+    # empty by the workbench's own rule (share >= 1%).  Measured, not derived: the smaller
+    # held 16.4%, 14.3% and 8.6% of the 600 episodes at seed offsets 0, 1 and 2 (a K = 2 cut
+    # of seven simulated classes: where it falls varies with the data).
     sizes = pd.read_csv(out / "latent_class" / "tables" / "class_sizes.csv", index_col=0)
     print(f"own extract K = 2 class shares {sizes['share'].round(3).tolist()}")
-    assert len(sizes) == 2 and sizes["share"].sum() == pytest.approx(1, abs=0.01) and sizes["share"].min() > 0.05
+    assert len(sizes) == 2 and sizes["share"].sum() == pytest.approx(1, abs=0.01) and sizes["share"].min() >= 0.01
     report = (out / "report.md").read_text()
     assert "## Demand classes" in report and "K = 2 classes" in report and "latent_class/report.html" in report
     assert "the LA's own extract extract.csv" in report
