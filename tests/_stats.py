@@ -220,3 +220,12 @@ def sampler_check(idata, var_names, max_divergences: int, min_ess: float = BROKE
             "min_ess_tail": float(table["ess_tail"].min()), "divergences": div,
             "r_hat_beyond_its_ess": over, "ess_below_floor": low,
             "passed": not over and not low and div <= max_divergences}
+
+
+def min_ess(draws) -> float:
+    """The smallest bulk ESS among the quantities in ``draws``: an xarray with chain and draw
+    dims, or an array shaped (chain, draw, ...)."""
+    import arviz as az
+
+    values = np.asarray(draws.transpose("chain", "draw", ...) if hasattr(draws, "dims") else draws)
+    return float(np.min(az.ess(az.convert_to_dataset({"x": values}))["x"].values))

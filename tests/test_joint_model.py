@@ -24,7 +24,7 @@ import xarray as xr
 from scipy.special import expit, logsumexp
 
 from _seeds import seed
-from _stats import (mahalanobis, mahalanobis_bound, max_block_misses, order_floor, rhat_limit, z_bound,
+from _stats import (min_ess, mahalanobis, mahalanobis_bound, max_block_misses, order_floor, rhat_limit, z_bound,
                     z_score)
 from models.joint import effects
 from models.joint.data import joint_data
@@ -217,12 +217,6 @@ def test_joint_fit_converges_and_keeps_one_labelling(recovery):
     assert fitted.gate["passed"], fitted.gate
 
 
-def _ess(draws) -> float:
-    import arviz as az
-
-    values = np.asarray(draws.transpose("chain", "draw", ...))
-    return float(np.min(az.ess(az.convert_to_dataset({"x": values}))["x"].values))
-
 
 def _flat(draws, dim):
     """sample x ``dim`` matrix of draws."""
@@ -239,7 +233,7 @@ def test_class_slope_shifts_and_intercepts_cover_the_truth(recovery):
     # (20,000 episodes); P(> mahalanobis_bound) = 1e-3 (Hotelling, for the ESS).
     contrast = effects.slope_contrasts(post, "domestic_violence").sel(stage="s47", **{"class": others})
     true = [sim.truth["slope_shift"][c] - sim.truth["slope_shift"]["domestic_violence"] for c in others]
-    d2, bound = mahalanobis(_flat(contrast, "class"), true), mahalanobis_bound(3, _ess(contrast))
+    d2, bound = mahalanobis(_flat(contrast, "class"), true), mahalanobis_bound(3, min_ess(contrast))
     assert d2 <= bound, (d2, bound, z_score(contrast, true))
     # Class intercepts at every stage as contrasts with Domestic violence (12 quantities: free
     # of where the six LAs' own effects happen to average), jointly: chi-square(12) as above.
@@ -249,7 +243,7 @@ def test_class_slope_shifts_and_intercepts_cover_the_truth(recovery):
         q=("stage", "class"))
     true = [sim.truth["intercept"][s][c] - sim.truth["intercept"][s]["domestic_violence"] for s, c in diffs["q"].values]
     flat = np.asarray(diffs.stack(sample=("chain", "draw")).transpose("sample", "q"))
-    d2, bound = mahalanobis(flat, true), mahalanobis_bound(12, _ess(diffs.unstack("q")))
+    d2, bound = mahalanobis(flat, true), mahalanobis_bound(12, min_ess(diffs.unstack("q")))
     assert d2 <= bound, (d2, bound)
     # The intercepts themselves (a typical LA) lean on only six LAs, whose true effects shift
     # all four classes of a stage together: 99% intervals counted with each stage's four as a
@@ -265,7 +259,7 @@ def test_class_slope_shifts_and_intercepts_cover_the_truth(recovery):
     share = np.array([sim.truth["class_share"][c] for c in CLASSES])
     z_w = z_score(w, share)
     print(f"class weights: z {z_w.round(2)}, SD {w.std(('chain', 'draw')).to_numpy().round(4)}")
-    assert np.abs(z_w).max() <= z_bound(4, df=5, ess=_ess(w)), z_w
+    assert np.abs(z_w).max() <= z_bound(4, df=5, ess=min_ess(w)), z_w
 
 
 def test_headline_neglect_and_complex_needs_2_are_steepest(recovery):
@@ -273,7 +267,7 @@ def test_headline_neglect_and_complex_needs_2_are_steepest(recovery):
     post = fitted.idata.posterior
     shift = sim.truth["slope_shift"]   # Neglect +0.12, Complex Needs II +0.15, Out of control -0.06, DV 0
     g = post["class_gradient"].sel(stage="s47")
-    ess = _ess(g)
+    ess = min_ess(g)
 
     def floor(top, rest, level):
         """What the data guarantee for P(every class in ``top`` steeper than every one in ``rest``)."""

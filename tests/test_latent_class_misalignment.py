@@ -21,7 +21,7 @@ import pytest
 from scipy.special import expit, logit
 
 from _seeds import seed
-from _stats import mahalanobis, mahalanobis_bound, rhat_limit, z_bound, z_score
+from _stats import min_ess, mahalanobis, mahalanobis_bound, rhat_limit, z_bound, z_score
 from models.latent_class.misalignment import (
     MisalignmentCounts, build_misalignment_model, fit_misalignment, misalignment_counts, publishable,
 )
@@ -68,11 +68,6 @@ def test_counts_errors_are_clear():
         build_misalignment_model(pd.DataFrame({"plans": [3], "not_recorded": [4]}, index=["X"]))
 
 
-def _ess(values) -> float:
-    import arviz as az
-
-    return float(np.min(az.ess(az.convert_to_dataset({"x": np.asarray(values)}))["x"].values))
-
 
 def _logit_distance(fitted, true: pd.Series) -> tuple[float, float]:
     """Mahalanobis distance of the LAs' true shares from the posterior (logit scale) and the
@@ -80,7 +75,7 @@ def _logit_distance(fitted, true: pd.Series) -> tuple[float, float]:
     share = fitted.idata.posterior["share"].sel(la=list(true.index)).transpose("chain", "draw", "la")
     draws = logit(np.asarray(share))
     flat = draws.reshape(-1, draws.shape[-1])
-    return mahalanobis(flat, logit(true.to_numpy(float))), mahalanobis_bound(flat.shape[1], _ess(draws))
+    return mahalanobis(flat, logit(true.to_numpy(float))), mahalanobis_bound(flat.shape[1], min_ess(draws))
 
 
 def test_recovers_known_la_shares():
@@ -112,8 +107,8 @@ def test_recovers_known_la_shares():
     z_pooled = float(z_score(post["pooled_share"], pooled_true))
     z_typical = float(z_score(post["mu"], mu))
     print(f"pooled z {z_pooled:.2f}, typical z {z_typical:.2f}")
-    assert abs(z_pooled) <= z_bound(1, ess=_ess(post["pooled_share"]))
-    assert abs(z_typical) <= z_bound(1, df=n_la - 1, ess=_ess(post["mu"]))
+    assert abs(z_pooled) <= z_bound(1, ess=min_ess(post["pooled_share"]))
+    assert abs(z_typical) <= z_bound(1, df=n_la - 1, ess=min_ess(post["mu"]))
     # shrinkage: the smallest LA (8 plans) is less certain of its share, on the logit scale,
     # than the typical LA with about 400 plans: logit SDs 0.35-0.48 against 0.10-0.12 over
     # seed offsets 0-5 (a ratio of 3 or more; with 90 plans the log ratio was 0.62 +- 0.16
@@ -154,7 +149,7 @@ def test_simulator_misalignment_covered(simulated):
     assert d2 <= bound, (d2, bound)
     post = fitted.idata.posterior
     z_pooled = float(z_score(post["pooled_share"], miss.mean()))
-    assert abs(z_pooled) <= z_bound(1, ess=_ess(post["pooled_share"])), z_pooled
+    assert abs(z_pooled) <= z_bound(1, ess=min_ess(post["pooled_share"])), z_pooled
     # the research's "about a quarter": the simulator's neglect plans miss neglect 20-40% of the
     # time (set by its class profiles: the share is near 0.28 for any seed; posterior SD 0.01).
     assert 0.2 < summary.loc["all", "mean"] < 0.4

@@ -23,7 +23,7 @@ import pytest
 from scipy.special import softmax
 
 from _seeds import seed as shifted_seed
-from _stats import mahalanobis, mahalanobis_bound, max_misses, rhat_limit, z_bound
+from _stats import min_ess, mahalanobis, mahalanobis_bound, max_misses, rhat_limit, z_bound
 from models.latent_class.agreement import match_profiles
 from models.latent_class.labels import align_labels, permute_classes
 from models.latent_class.regression import (
@@ -169,12 +169,6 @@ def recovery(simulated):
     return fitted, data, ep, cls[sel], sim.truth, perm
 
 
-def _ess(draws) -> float:
-    import arviz as az
-
-    values = np.asarray(draws.transpose("chain", "draw", ...))
-    return float(np.min(az.ess(az.convert_to_dataset({"x": values}))["x"].values))
-
 
 def _sample_matrix(draws):
     """sample x quantity matrix of an xarray of draws (chain, draw first)."""
@@ -186,7 +180,7 @@ def test_distal_probabilities_cover_the_truth(recovery):
     fitted, data, ep, true_class, truth, perm = recovery
     draws = derived_draws(fitted.idata, data)["distal_prob"]
     table = summarise(derived_draws(fitted.idata, data), 0.95)
-    ess = _ess(draws)
+    ess = min_ess(draws)
     misses, z = {}, {}
     for j, c in enumerate(CLASSES):
         members = true_class == c
@@ -223,7 +217,7 @@ def test_covariate_effects_signs_and_intervals(recovery):
             trues.append((age[c][a] - age[c]["10_15"]) - (age[dv][a] - age[dv]["10_15"]))
             contrasts.append(_age_contrast(post, perm, a, k))
     contrasts, trues = np.column_stack(contrasts), np.array(trues)
-    ess = min(_ess(post["effect_age_group"]), _ess(post["effect_gender"]), _ess(post["effect_ethnicity"]))
+    ess = min(min_ess(post["effect_age_group"]), min_ess(post["effect_gender"]), min_ess(post["effect_ethnicity"]))
     # The 8 age contrasts share Domestic Violence as reference: jointly, chi-square(8), P = 1e-3.
     d2, bound = mahalanobis(contrasts, trues), mahalanobis_bound(len(trues), ess)
     print(f"age contrasts: Mahalanobis {d2:.1f} (bound {bound:.1f})")
@@ -289,7 +283,7 @@ def test_standardised_prevalence_covers_the_truth(recovery, by):
     # (levels x 2 quantities): chi-square, P = 1e-3.
     flat = np.asarray(draws.transpose("chain", "draw", by, "class"))[..., perm[:-1]]
     flat = flat.reshape(flat.shape[0] * flat.shape[1], -1)
-    d2, bound = mahalanobis(flat, true[:, :-1].ravel()), mahalanobis_bound(flat.shape[1], _ess(draws))
+    d2, bound = mahalanobis(flat, true[:, :-1].ravel()), mahalanobis_bound(flat.shape[1], min_ess(draws))
     print(f"{by}: coverage {coverage:.2f}, max error {np.abs(mean - true).max():.3f}, "
           f"Mahalanobis {d2:.1f} over {flat.shape[1]} (bound {bound:.1f})")
     assert d2 <= bound, (d2, bound)

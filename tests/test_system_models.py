@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from _seeds import seed
-from _stats import corr_floor, max_block_misses, max_misses, sign_floor, z_bound, z_score
+from _stats import min_ess, corr_floor, max_block_misses, max_misses, sign_floor, z_bound, z_score
 from models.sampling import SamplerSettings, fit
 from models.system import conditions, data as sysdata, gradient, trends
 from models.system.components import get_priors
@@ -40,13 +40,6 @@ def _covers(draws, truth, prob=0.9):
     lo, _, hi = _q(draws, prob)
     return (lo <= truth) & (truth <= hi)
 
-
-def _ess(draws) -> float:
-    """The smallest bulk ESS among the quantities in ``draws`` (chain, draw, ...)."""
-    import arviz as az
-
-    values = np.asarray(draws.transpose("chain", "draw", ...))
-    return float(np.min(az.ess(az.convert_to_dataset({"x": values}))["x"].values))
 
 
 def _sd(draws):
@@ -132,7 +125,7 @@ def trend_fit():
 def test_trend_model_recovers_national_trends_and_la_effects(trend_fit):
     panel, masked, truth, spec, model, idata, _ = trend_fit
     post = idata.posterior
-    ess = min(_ess(post["slope"]), _ess(post["intercept"]))
+    ess = min(min_ess(post["slope"]), min_ess(post["intercept"]))
     # 3 slopes and 3 intercepts against the drawn LAs' values: each set within z_bound(3)
     # (3.6) posterior SDs, P <= 1e-3 per set (normal: 30 LAs; conservative, module docstring).
     z_slope = z_score(post["slope"], truth["slope_sample"])
@@ -163,7 +156,7 @@ def test_trend_model_finds_the_shift_to_late_intervention(trend_fit):
     eff = trends.trend_effects(idata, spec)
     rel = eff["relative_trend_pct"]
     true_rel = 100 * np.expm1(truth["slope_sample"][1:] - truth["slope_sample"][0])  # about +3%, +4%
-    ess = _ess(rel)
+    ess = min_ess(rel)
     # Both relative trends within z_bound(2) = 3.5 posterior SDs of the drawn LAs' values.
     z_rel = z_score(rel, true_rel)
     assert np.abs(z_rel).max() <= z_bound(2, ess=ess), z_rel
@@ -235,7 +228,7 @@ def gradient_fit():
 def test_la_gradient_recovered_and_steepens(gradient_fit):
     panel, truth, spec, model, idata = gradient_fit
     post = idata.posterior
-    ess = _ess(post["gradient"])
+    ess = min_ess(post["gradient"])
     # The four stage gradients against what the 30 drawn LAs' levels carry (their OLS slope
     # on IDACI): within z_bound(4) = 3.7 posterior SDs, P <= 1e-3.
     z_gradient = z_score(post["gradient"], truth["gradient_sample"])
@@ -329,7 +322,7 @@ def test_conditions_recover_partial_relationships(conditions_fit):
     part = _la_partials(panel, model, idata, truth)
     np.testing.assert_allclose(part["true_deprivation"], truth["b_deprivation_sample"], atol=1e-10)
     np.testing.assert_allclose(part["true_demand_between"], truth["b_demand_between_sample"], atol=1e-10)
-    ess_part = min(_ess(part["deprivation"]), _ess(part["demand_between"]))
+    ess_part = min(min_ess(part["deprivation"]), min_ess(part["demand_between"]))
     z_part = np.concatenate([z_score(part["deprivation"], part["true_deprivation"]),
                              z_score(part["demand_between"], part["true_demand_between"])])
     assert np.abs(z_part).max() <= z_bound(10, ess=ess_part), z_part.round(2)  # P <= 1e-3 (normal, 10)
@@ -349,8 +342,8 @@ def test_conditions_recover_partial_relationships(conditions_fit):
     # it is near normal), and positive with probability > 0.85 where that is guaranteed.
     fz = np.arctanh(part["corr"].clip(-0.999, 0.999))
     z_corr = float(z_score(fz, np.arctanh(part["true_corr"])))
-    assert abs(z_corr) <= z_bound(1, ess=_ess(fz)), (z_corr, part["true_corr"])
-    floor = sign_floor(np.arctanh(part["true_corr"]), float(fz.std()), 0.85, ess=_ess(fz))
+    assert abs(z_corr) <= z_bound(1, ess=min_ess(fz)), (z_corr, part["true_corr"])
+    floor = sign_floor(np.arctanh(part["true_corr"]), float(fz.std()), 0.85, ess=min_ess(fz))
     p_corr = float((part["corr"] > 0).mean())
     print(f"agency-vacancy residual corr: truth {part['true_corr']:.2f}, P(>0) {p_corr:.3f}, floor {floor:.3f}")
     assert p_corr >= floor
@@ -358,7 +351,7 @@ def test_conditions_recover_partial_relationships(conditions_fit):
     # probability > 0.85 where its posterior SD on the Fisher z scale guarantees it.
     corr = post["la_effect_corr"].sel(outcome="agency", outcome_b="vacancy")
     fz = np.arctanh(corr.clip(-0.999, 0.999))
-    floor = sign_floor(np.arctanh(truth["la_corr"][2, 4]), float(fz.std()), 0.85, ess=_ess(fz))
+    floor = sign_floor(np.arctanh(truth["la_corr"][2, 4]), float(fz.std()), 0.85, ess=min_ess(fz))
     print(f"LKJ corr agency-vacancy: mean {float(corr.mean()):.2f}, P(>0) {float((corr > 0).mean()):.3f}, floor {floor:.3f}")
     assert float((corr > 0).mean()) >= floor
 
