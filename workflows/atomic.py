@@ -272,9 +272,21 @@ def _stamp_manifest(folder: Path) -> None:
     if not isinstance(man, dict):
         man = {}
     man[OWNER_KEY] = OWNER
-    man["outputs"] = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                            if p.is_file() and p.name not in (MANIFEST, _TMP_MARKER))
+    man["outputs"] = output_files(folder)
     path.write_text(json.dumps(man, indent=1, default=str) + "\n", encoding="utf-8")
+
+
+def output_files(folder: str | os.PathLike) -> list[str]:
+    """Every file under ``folder`` its manifest lists as an output: not that manifest, not the
+    temporary marker, nothing inside an interrupted run's ``.NAME.*.tmp`` / ``.NAME.old``."""
+    folder = Path(folder)
+    files = []
+    for path in folder.rglob("*"):
+        rel = path.relative_to(folder)
+        if (path.is_file() and rel.as_posix() != MANIFEST and path.name != _TMP_MARKER
+                and not any(p.startswith(".") and p.endswith((".tmp", ".old")) for p in rel.parts)):
+            files.append(rel.as_posix())
+    return sorted(files)
 
 
 def stamp_run_folder(folder: str | os.PathLike, command: str) -> None:

@@ -153,15 +153,10 @@ def _mark_done(out: Path, seconds: float) -> None:
     """The finished run's manifest: every file in the folder listed as an output, the
     index included (files a user adds later are then told apart from the run's)."""
     man = atomic.read_manifest(out) or {}
-    outputs = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
-                     if p.is_file() and p != out / atomic.MANIFEST and not _temporary(p.relative_to(out)))
+    outputs = atomic.output_files(out)
     man.update({atomic.OWNER_KEY: atomic.OWNER, "command": "demo", "status": "done",
                 "seconds": round(seconds, 1), "index": INDEX, "outputs": outputs})
     atomic.write_text(out / atomic.MANIFEST, json.dumps(man, indent=1, default=str) + "\n")
-
-
-def _temporary(rel: Path) -> bool:
-    return any(part.startswith(".") and part.endswith((".tmp", ".old")) for part in rel.parts)
 
 
 def _same_simulation(data_dir: Path, preset: str, seed: int) -> bool:
