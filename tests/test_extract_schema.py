@@ -14,9 +14,10 @@ import pytest
 
 from models import vocabulary as vocab
 from models.extract_schema import (
-    COLUMNS, Extract, normalise_extract, parse_bool, parse_date, split_factors, year_ending_march,
+    COLUMNS, Extract, parse_bool, parse_date, split_factors, year_ending_march,
 )
 from models.pseudonymise import load_or_create_salt, pseudonym, pseudonymise_ids
+from models.validation import normalise_extract
 from workflows.errors import UserError
 from workflows.extract_io import load_extract, read_extract_raw
 from workflows.paths import DATA_DIR
