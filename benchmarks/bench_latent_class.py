@@ -32,7 +32,7 @@ from models.latent_class.patterns import collapse  # noqa: E402
 from models.sampling import SamplerSettings  # noqa: E402
 from workflows.extract_io import load_extract  # noqa: E402
 from workflows.latent_class import assessed_factors  # noqa: E402
-from workflows.reference import load_lsoa_table  # noqa: E402
+from public_data.tables import load_lsoa_table  # noqa: E402
 from workflows.simulate import write_simulation  # noqa: E402
 
 K = 7

@@ -249,8 +249,8 @@ def test_load_extract_uses_machine_salt_by_default(tmp_path, monkeypatch):
 
 @pytest.fixture
 def fake_lsoa_loader(monkeypatch):
-    """Point workflows.reference.load_lsoa_table at the small test table."""
-    import workflows.reference as reference
+    """Point public_data.tables.load_lsoa_table at the small test table."""
+    import public_data.tables as reference
 
     monkeypatch.setattr(reference, "load_lsoa_table", lambda *a, **k: lsoa_table())
 

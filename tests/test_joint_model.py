@@ -35,7 +35,7 @@ from models.priors import get_prior_set
 from models.sampling import ConvergenceGate, SamplerSettings
 from models.simulation.presets import get_preset
 from models.simulation.truth import draw_truth
-from workflows.reference import load_factor_prevalence
+from public_data.tables import load_factor_prevalence
 
 CLASSES = ("neglect", "domestic_violence", "complex_needs_2", "out_of_control")
 FACTORS = ["alcohol_parent", "drugs_parent", "domestic_abuse_parent", "mental_health_parent",

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflows import build_panel as bp
+from public_data import panel as bp
 from workflows import paths
 from workflows.errors import UserError
 

@@ -14,7 +14,7 @@ from models.suppression import (SuppressionRule, apply_mask, primary_mask, secon
 from models.vocabulary import FACTOR_NAMES, STAGES
 from workflows.describe import publish_tables
 from workflows.extract_io import load_extract
-from workflows.reference import load_factor_prevalence, load_la_table, load_lsoa_table
+from public_data.tables import load_factor_prevalence, load_la_table, load_lsoa_table
 from workflows.simulate import write_simulation
 
 PORTSMOUTH, WOKINGHAM = "E06000044", "E06000041"

@@ -17,8 +17,8 @@ from workflows.errors import UserError
 
 #: verb -> (module, one-line help).
 VERBS: dict[str, tuple[str, str]] = {
-    "build-reference": ("workflows.build_reference", "rebuild data/reference from data/raw"),
-    "build-panel": ("workflows.build_panel", "rebuild data/panel/la_panel.csv (harmonised LA x year panel) from data/raw"),
+    "build-reference": ("public_data.reference", "rebuild data/reference from data/raw"),
+    "build-panel": ("public_data.panel", "rebuild data/panel/la_panel.csv (harmonised LA x year panel) from data/raw"),
     "simulate": ("workflows.simulate", "write a synthetic extract and its truth.json"),
     "validate": ("workflows.validate", "check a case-level extract against the schema"),
     "describe": ("workflows.describe", "descriptive report of an extract (funnel, rates, factors)"),

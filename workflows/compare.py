@@ -198,7 +198,7 @@ def write_compare_report(extract_path: Path, out_dir: Path, config: CompareRun, 
     from models.areas import add_deprivation
     from models.cells import population_cells, transition_cells
     from workflows.extract_io import check_input_file, contextual_note, load_extract, require_episodes
-    from workflows.reference import load_lsoa_table
+    from public_data.tables import load_lsoa_table
 
     out_dir = Path(out_dir)
     check_input_file(extract_path, what="extract")  # before its bytes are hashed for the cache keys

@@ -132,7 +132,7 @@ def write_describe_report(extract_path: Path, out_dir: Path, rule: SuppressionRu
                           title: str | None = None) -> Path:
     """Load, validate and describe an extract; write the report folder atomically."""
     from workflows.extract_io import load_extract
-    from workflows.reference import load_factor_prevalence, load_la_table, load_lsoa_table
+    from public_data.tables import load_factor_prevalence, load_la_table, load_lsoa_table
 
     started = time.perf_counter()
     lsoa, la = load_lsoa_table(), load_la_table()

@@ -195,7 +195,7 @@ def validate_own_extract(path: Path, where: str, log=print) -> None:
     problem, exit code 2, when it has errors).  Nothing is written."""
     from models.validation import check_extract
     from workflows.extract_io import read_extract_raw
-    from workflows.reference import load_lsoa_table
+    from public_data.tables import load_lsoa_table
 
     if path.is_dir():
         raise UserError(f"{where}: data.extract = {str(path)!r}: is a folder, not a file; give the path of the "
@@ -222,7 +222,7 @@ def check_extract_supports(sections, extract: Path, log=print) -> None:
 
     from workflows.extract_io import (MIN_ASSESSED, contextual_note, load_extract, require_assessed,
                                       require_episodes)
-    from workflows.reference import load_lsoa_table
+    from public_data.tables import load_lsoa_table
 
     data, _ = load_extract(extract, load_lsoa_table(), salt=os.urandom(32))  # ids never needed
     name = Path(extract).name
@@ -239,7 +239,7 @@ def check_extract_supports(sections, extract: Path, log=print) -> None:
 
 def panel_path() -> Path:
     """The LA x year panel the ``[system]`` section fits (the committed one)."""
-    from workflows.build_panel import PANEL_DIR, PANEL_FILE
+    from public_data.panel import PANEL_DIR, PANEL_FILE
 
     path = PANEL_DIR / PANEL_FILE
     if not path.is_file():

@@ -150,7 +150,7 @@ def write_gradient_report(extract_path: Path, out_dir: Path, config: GradientRun
                           rule: SuppressionRule, title: str | None = None, log=print) -> Path:
     """Fit, derive, check and report; the folder appears only when complete."""
     from workflows.extract_io import check_input_file, contextual_note, load_extract, require_episodes
-    from workflows.reference import load_la_table, load_lsoa_table
+    from public_data.tables import load_la_table, load_lsoa_table
 
     out_dir = Path(out_dir)
     check_input_file(extract_path, what="extract")  # before its bytes are hashed for the cache key

@@ -326,7 +326,7 @@ def study_names(mean_profiles: xr.DataArray) -> tuple[list[str], dict[str, float
     from scipy.optimize import linear_sum_assignment
 
     from models.simulation.truth import class_profiles
-    from workflows.reference import load_factor_prevalence
+    from public_data.tables import load_factor_prevalence
 
     share = load_factor_prevalence().set_index("factor")["share"]
     study = class_profiles(share)
@@ -754,7 +754,7 @@ def write_joint_report(extract_path, out_dir, config: JointRun, rule: Suppressio
     from models.areas import add_deprivation
     from models.gradient.effects import DeprivationScale
     from workflows.extract_io import check_input_file, contextual_note, load_extract, require_assessed
-    from workflows.reference import load_lsoa_table
+    from public_data.tables import load_lsoa_table
 
     extract_path, out_dir = Path(extract_path), Path(out_dir)
     check_input_file(extract_path, what="extract")  # before its bytes are hashed for the cache key

@@ -447,7 +447,7 @@ def write_latent_class_report(extract_path: Path, out_dir: Path, config: LatentC
     or misalignment the config asks for and it lacks are fitted here.
     """
     from workflows.extract_io import check_input_file, load_extract, require_assessed
-    from workflows.reference import load_lsoa_table
+    from public_data.tables import load_lsoa_table
 
     out_dir = Path(out_dir)
     check_input_file(extract_path, what="extract")  # before its bytes are hashed for the cache key

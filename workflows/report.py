@@ -134,7 +134,7 @@ def _gradient_sections(run_dir: Path, config: dict, gates: dict, tables_dir: Pat
     from models.gradient import effects, plots
     from models.gradient.model import GradientSpec
     from workflows import gradient as gw
-    from workflows.reference import load_lsoa_table
+    from public_data.tables import load_lsoa_table
 
     section = config.get("gradient", {})
     prob = float(section.get("prob", 0.95))

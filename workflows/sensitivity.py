@@ -83,7 +83,7 @@ def write_sensitivity_report(extract_path: Path, out_dir: Path, prior_sets: list
                              log=print, scheduler: str | None = None, n_workers: int | None = 1,
                              progress: bool = False) -> Path:
     from workflows.extract_io import contextual_note, load_extract, require_episodes
-    from workflows.reference import load_lsoa_table
+    from public_data.tables import load_lsoa_table
 
     started = time.perf_counter()
     lsoa_table = load_lsoa_table()

@@ -58,7 +58,7 @@ def write_simulation(out_dir: Path, preset_name: str, seed: int, fmt: str = "csv
         raise UserError(str(err)) from None
     if seed < 0:
         raise UserError(f"--seed must be a non-negative integer, got {seed}")
-    from workflows.reference import load_factor_prevalence, load_lsoa_table
+    from public_data.tables import load_factor_prevalence, load_lsoa_table
 
     started = time.perf_counter()
     national = add_deprivation(load_lsoa_table())

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from models.pseudonymise import read_salt
     from models.validation import check_extract
     from workflows.extract_io import read_extract_raw
-    from workflows.reference import load_lsoa_table
+    from public_data.tables import load_lsoa_table
 
     if args.max_per_rule < 0:
         raise UserError("--max-per-rule must be 0 or more")

@@ -29,7 +29,7 @@ short version:
   ``extract_spend`` writes from the workbooks (see the spend section below).
 
 The transforms are pure functions (raw DataFrames in, tables out); the file reading and
-writing sit apart at the bottom of the module, as in ``workflows.build_reference``.
+writing sit apart at the bottom of the module, as in ``public_data.reference``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workflows import atomic, build_reference, paths
+from public_data import reference
+from workflows import atomic, paths
 from workflows.errors import UserError
 
 # --------------------------------------------------------------------------------------------
@@ -125,7 +126,7 @@ RAW_FILES: tuple[RawFile, ...] = (
             f"LAD 2019 to UTLA 2019 lookup, {_ONS}"),
     RawFile("spend", "expenditure/children_social_care_spend_extract.csv",
             "compact extract of the DfE Section 251 (2009-10 to 2018-19) and MHCLG RO3 "
-            "(2019-20 onwards) workbooks, written by workflows.build_panel.extract_spend; "
+            "(2019-20 onwards) workbooks, written by public_data.panel.extract_spend; "
             "rebuild it with `python -m workflows build-panel --copy-raw-from DIR`"),
 )
 #: The spend extract is made from the workbooks, not copied (see ``extract_spend``).
@@ -1210,7 +1211,7 @@ def read_raw(raw_dir: Path) -> dict[str, pd.DataFrame]:
 def copy_raw(source_dir: Path, raw_dir: Path) -> list[Path]:
     """Copy the raw files the panel needs, as the reference build copies its own, and write
     the compact spend extract from the S251 and RO3 workbooks (``extract_spend``)."""
-    copied = build_reference.copy_raw(source_dir, raw_dir,
+    copied = reference.copy_raw(source_dir, raw_dir,
                                       [f for f in RAW_FILES if f.key != SPEND_EXTRACT.key])
     return [*copied, write_spend_extract(source_dir, raw_dir)]
 
