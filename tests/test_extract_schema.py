@@ -249,10 +249,10 @@ def test_load_extract_uses_machine_salt_by_default(tmp_path, monkeypatch):
 
 @pytest.fixture
 def fake_lsoa_loader(monkeypatch):
-    """Point public_data.tables.load_lsoa_table at the small test table."""
-    import public_data.tables as reference
+    """Point the validate verb's LSOA table at the small test table."""
+    from workflows import validate
 
-    monkeypatch.setattr(reference, "load_lsoa_table", lambda *a, **k: lsoa_table())
+    monkeypatch.setattr(validate, "load_lsoa_table", lambda *a, **k: lsoa_table())
 
 
 def _cli(argv):

@@ -13,6 +13,7 @@ import argparse
 import importlib
 import sys
 
+from workflows import atomic, runtime
 from workflows.errors import UserError
 
 #: verb -> (module, one-line help).
@@ -63,8 +64,6 @@ def _chosen_verb(argv: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from workflows import runtime
-
     argv = sys.argv[1:] if argv is None else list(argv)
     runtime.prepare()
     try:
@@ -72,8 +71,6 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser([chosen] if chosen else [])
         args = parser.parse_args(argv)
         module = importlib.import_module(args._module)
-        from workflows import atomic
-
         overwrite = bool(getattr(args, "overwrite", False))
         with atomic.allow_overwrite(overwrite):
             if getattr(args, "out", None) is not None:  # refused before any work starts

@@ -145,6 +145,7 @@ def _distributed(fn, items, scheduler, workers, progress, label) -> list:
 
 def _small_fit(prior: str) -> float:
     """One small gradient fit (build, numba compile, sample): the unit of the overhead check."""
+    # Local: only the overhead check run as a script needs PyMC; the fan-out itself stays light.
     from models import sbc
     from models.sampling import SamplerSettings, fit
 

@@ -66,10 +66,13 @@ from models.latent_class.selection import ClassSizeCheck, KTask, Selection, fit_
 from models.sampling import SAMPLERS, SamplerSettings
 from models.suppression import SuppressionRule, suppress_counts
 from models.vocabulary import FACTOR_NAMES
+from public_data.tables import load_lsoa_table
 from workflows import atomic, paths, posterior_export, provenance
-from workflows.run_cache import flag_uncitable, is_current, run_key
 from workflows.errors import UserError
+from workflows.extract_io import check_input_file, load_extract, require_assessed
+from workflows.fanout import fan_out
 from workflows.report_format import Section, lead, render_html, render_markdown
+from workflows.run_cache import flag_uncitable, is_current, run_key
 
 MODEL_CODE = ("models.latent_class", "models.sampling")
 NOT_FOR_CITATION = "NOT FOR CITATION: the chosen fit did not pass the convergence gate or is multimodal"
@@ -170,8 +173,6 @@ class LatentClassRun:
     def map_fn(self):
         if self.workers == 1:
             return map
-        from workflows.fanout import fan_out
-
         return functools.partial(fan_out, n_workers=self.workers, progress=False, label="K")
 
 
@@ -446,9 +447,6 @@ def write_latent_class_report(extract_path: Path, out_dir: Path, config: LatentC
     ``config`` already in memory (a notebook's), reported without refitting; the regression
     or misalignment the config asks for and it lacks are fitted here.
     """
-    from workflows.extract_io import check_input_file, load_extract, require_assessed
-    from public_data.tables import load_lsoa_table
-
     out_dir = Path(out_dir)
     check_input_file(extract_path, what="extract")  # before its bytes are hashed for the cache key
     key = cache_key(extract_path, config, rule)
