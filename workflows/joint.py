@@ -1,4 +1,4 @@
-"""``python -m workflows joint``: demand classes and social gradients in one posterior (issue 7).
+"""``python -m workflows joint``: demand classes and social gradients in one posterior.
 
 The joint model (:mod:`models.joint`) on an extract's assessed episodes: each episode's
 latent demand class (summed out, never sampled) explains the factors recorded at its
