@@ -384,9 +384,9 @@ def add_analyses(result: LatentClassAnalysis, episodes: pd.DataFrame, factors: p
 
 def _misalignment_settings(config: LatentClassRun) -> SamplerSettings:
     """The run's sampler and seed; at least 4 chains x 2,000 draws and 1,000 tuning steps
-    (seconds here: 2 x 1000 left the demo's between-LA SD at bulk ESS 379).  Target
-    acceptance 0.99: at 0.95 the demo's six LAs (shares 26-32%, SD near zero) gave 3
-    divergences in one of two seeds, at 0.99 none in either."""
+    (seconds here), at target acceptance 0.99: with a between-LA SD near zero, shorter
+    chains missed the ESS floor and 0.95 left divergences (the demo's runs:
+    benchmarks/RESULTS.md, "The demo's fits")."""
     return replace(config.settings(), draws=max(config.draws, 2000), tune=max(config.tune, 1000),
                    chains=max(config.chains, 4), target_accept=0.99)
 
