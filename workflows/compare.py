@@ -41,8 +41,8 @@ from workflows.errors import UserError
 from workflows.extract_io import (check_input_file, check_input_folder, contextual_note, load_extract,
                                   require_episodes)
 from workflows.fanout import fan_out
-from workflows.run_data import prepare_data
 from workflows.report_format import Section, markdown_table, render_html, render_markdown
+from workflows.run_data import prepare_data
 
 #: Named variants: how each differs from the full model (``GradientSpec`` fields).
 VARIANTS: dict[str, dict] = {

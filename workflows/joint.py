@@ -60,10 +60,10 @@ from public_data.tables import load_factor_prevalence, load_lsoa_table
 from workflows import atomic, config as config_mod, paths, posterior_export, provenance
 from workflows.errors import UserError
 from workflows.extract_io import check_input_file, contextual_note, load_extract, require_assessed
-from workflows.run_data import prepare_data
 from workflows.latent_class import MAX_K
 from workflows.report_format import Section, render_html, render_markdown
 from workflows.run_cache import flag_uncitable, is_current, run_key
+from workflows.run_data import prepare_data
 
 MODEL_CODE = ("models.joint", "models.latent_class", "models.gradient", "models.priors", "models.sampling",
               "models.areas", "models.suppression")
