@@ -18,8 +18,8 @@ import pandas as pd
 
 from models.suppression import SuppressionRule
 from models.validation import validate_extract
+from public_data.tables import load_lsoa_table
 from workflows.describe import write_describe_report
-from workflows.reference import load_lsoa_table
 from workflows.simulate import write_simulation
 
 

@@ -26,8 +26,8 @@ from models.cells import population_cells, transition_cells  # noqa: E402
 from models.gradient.model import GradientSpec, build_gradient_model  # noqa: E402
 from models.priors import get_prior_set  # noqa: E402
 from models.sampling import ConvergenceGate, SamplerSettings, convergence_table, divergences, fit  # noqa: E402
+from public_data.tables import load_lsoa_table  # noqa: E402
 from workflows.extract_io import load_extract  # noqa: E402
-from workflows.reference import load_lsoa_table  # noqa: E402
 from workflows.simulate import write_simulation  # noqa: E402
 
 CORE = ["intercept", "within_effect", "contextual_effect", "la_sd", "la_slope_sd", "lsoa_sd"]

@@ -33,7 +33,7 @@ from models.joint.threestep import three_step  # noqa: E402
 from models.sampling import SamplerSettings, convergence_table, divergences  # noqa: E402
 from models.simulation.presets import get_preset  # noqa: E402
 from models.simulation.truth import draw_truth  # noqa: E402
-from workflows.reference import load_factor_prevalence, load_lsoa_table  # noqa: E402
+from public_data.tables import load_factor_prevalence, load_lsoa_table  # noqa: E402
 
 CLASSES = ("neglect", "domestic_violence", "complex_needs_2", "out_of_control")
 FACTORS = ["alcohol_parent", "drugs_parent", "domestic_abuse_parent", "mental_health_parent",

@@ -30,9 +30,9 @@ from models.latent_class.em import fit_em, pattern_loglik, posterior_membership 
 from models.latent_class.fit import fit_latent_class  # noqa: E402
 from models.latent_class.patterns import collapse  # noqa: E402
 from models.sampling import SamplerSettings  # noqa: E402
+from public_data.tables import load_lsoa_table  # noqa: E402
 from workflows.extract_io import load_extract  # noqa: E402
 from workflows.latent_class import assessed_factors  # noqa: E402
-from workflows.reference import load_lsoa_table  # noqa: E402
 from workflows.simulate import write_simulation  # noqa: E402
 
 K = 7

@@ -26,7 +26,7 @@ import pandas as pd  # noqa: E402
 from models.sampling import SamplerSettings, convergence_table, divergences, fit  # noqa: E402
 from models.system import conditions, data as sysdata, gradient, trends  # noqa: E402
 from models.system.components import get_priors  # noqa: E402
-from workflows.build_panel import load_panel  # noqa: E402
+from public_data.panel import load_panel  # noqa: E402
 
 MODELS = {
     "gradient": (gradient.LAGradientSpec, gradient.build_la_gradient_model, gradient.GATE_VARS),

@@ -4,7 +4,8 @@ An LA analyst supplies one row per referral episode (modelled on the DfE childre
 census).  The file is read with every column as a string so that nothing is coerced before
 validation (:mod:`models.validation`) has had a chance to say what is wrong and where.
 Only an extract that validated without errors is normalised into :class:`Extract`, the
-typed, pseudonymised form the models use.  The human-readable data dictionary is
+typed, pseudonymised form the models use (:func:`models.validation.normalise_extract`
+validates, then calls :func:`build_extract`).  The human-readable data dictionary is
 ``data/extract_schema.md``; keep the two in step.
 
 Everything here is vectorised (pandas / numpy) because real extracts run to hundreds of
@@ -419,23 +420,6 @@ def build_extract(parsed: ParsedExtract, salt: bytes) -> Extract:
     return Extract(episodes=episodes, factors=factors)
 
 
-def normalise_extract(raw: pd.DataFrame, lsoa_table: pd.DataFrame, salt: bytes) -> Extract:
-    """Validate ``raw`` (all-string frame) and return its typed, pseudonymised form.
-
-    Raises
-    ------
-    ValueError
-        If the extract has validation errors (warnings are allowed): a model must never
-        see rows the validator rejected.
-    """
-    from models.validation import check_extract  # validation imports this module
-
-    report, parsed = check_extract(raw, lsoa_table, source="<extract>")
-    if not report.ok:
-        raise ValueError("extract has validation errors:\n" + report.format(max_per_rule=10))
-    return build_extract(parsed, salt)
-
-
 def factor_code_table() -> pd.DataFrame:
     """The assessment-factor codes accepted in ``assessment_factors`` (for documentation)."""
     return pd.DataFrame([(f.code, f.name, f.c3_column, f.label) for f in vocab.FACTORS],
@@ -443,7 +427,7 @@ def factor_code_table() -> pd.DataFrame:
 
 
 __all__ = [
-    "ColumnSpec", "COLUMNS", "REQUIRED_COLUMNS", "Extract", "normalise_extract",
+    "ColumnSpec", "COLUMNS", "REQUIRED_COLUMNS", "Extract", "build_extract",
     "parse_bool", "parse_date", "parse_age", "parse_code", "split_factors",
     "factor_code_table",
 ]

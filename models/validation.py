@@ -527,3 +527,18 @@ def validate_extract(raw: pd.DataFrame, lsoa_table: pd.DataFrame, source: str,
         Date for the "referral in the future" check (default: today); fixed in tests.
     """
     return check_extract(raw, lsoa_table, source, today)[0]
+
+
+def normalise_extract(raw: pd.DataFrame, lsoa_table: pd.DataFrame, salt: bytes) -> xs.Extract:
+    """Validate ``raw`` (all-string frame) and return its typed, pseudonymised form.
+
+    Raises
+    ------
+    ValueError
+        If the extract has validation errors (warnings are allowed): a model must never
+        see rows the validator rejected.
+    """
+    report, parsed = check_extract(raw, lsoa_table, source="<extract>")
+    if not report.ok:
+        raise ValueError("extract has validation errors:\n" + report.format(max_per_rule=10))
+    return xs.build_extract(parsed, salt)

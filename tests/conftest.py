@@ -15,8 +15,8 @@ import pytest
 
 from _seeds import OFFSET, seed
 from models.areas import add_deprivation
+from public_data.tables import load_lsoa_table
 from workflows.extract_io import load_extract
-from workflows.reference import load_lsoa_table
 from workflows.simulate import write_simulation
 
 

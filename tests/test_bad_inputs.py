@@ -1,4 +1,4 @@
-"""Bad inputs (issue 21): every verb that reads a file answers each with a clear error.
+"""Bad inputs: every verb that reads a file answers each with a clear error.
 
 A corpus of bad extracts, configs, run folders and arguments, built in ``tmp_path`` from
 the tiny simulated extract.  Each case runs the verb in-process (``workflows.cli.main``)

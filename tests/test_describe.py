@@ -14,9 +14,9 @@ from _seeds import seed
 from models.suppression import SuppressionRule
 from _links import broken_links
 from models.vocabulary import STAGES
+from public_data.tables import load_lsoa_table
 from workflows.describe import write_describe_report
 from workflows.errors import UserError
-from workflows.reference import load_lsoa_table
 from workflows.simulate import write_simulation
 
 THRESHOLD = 10

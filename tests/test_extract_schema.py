@@ -14,9 +14,10 @@ import pytest
 
 from models import vocabulary as vocab
 from models.extract_schema import (
-    COLUMNS, Extract, normalise_extract, parse_bool, parse_date, split_factors, year_ending_march,
+    COLUMNS, Extract, parse_bool, parse_date, split_factors, year_ending_march,
 )
 from models.pseudonymise import load_or_create_salt, pseudonym, pseudonymise_ids
+from models.validation import normalise_extract
 from workflows.errors import UserError
 from workflows.extract_io import load_extract, read_extract_raw
 from workflows.paths import DATA_DIR
@@ -248,10 +249,10 @@ def test_load_extract_uses_machine_salt_by_default(tmp_path, monkeypatch):
 
 @pytest.fixture
 def fake_lsoa_loader(monkeypatch):
-    """Point workflows.reference.load_lsoa_table at the small test table."""
-    import workflows.reference as reference
+    """Point the validate verb's LSOA table at the small test table."""
+    from workflows import validate
 
-    monkeypatch.setattr(reference, "load_lsoa_table", lambda *a, **k: lsoa_table())
+    monkeypatch.setattr(validate, "load_lsoa_table", lambda *a, **k: lsoa_table())
 
 
 def _cli(argv):

@@ -20,8 +20,9 @@ from workflows import provenance
 from workflows.compare import CompareRun, load_fit, loo_tables
 from workflows.config import load_config
 from workflows.errors import UserError
-from workflows.fit import convergence_summary, extract_path, fit_run, section_key, _summary_markdown
-from workflows.report import NOT_FOR_CITATION, write_run_report
+from workflows.fit import fit_run, section_key, _summary_markdown
+from workflows.report import NOT_FOR_CITATION, convergence_summary, write_run_report
+from workflows.run_data import extract_path
 
 
 @pytest.fixture(scope="module")

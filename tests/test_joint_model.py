@@ -1,4 +1,4 @@
-"""The joint model (issue 7): its likelihood, its sufficient statistics, and recovery of
+"""The joint model: its likelihood, its sufficient statistics, and recovery of
 class-specific gradients on data drawn from the simulator's truth.
 
 The recovery data come from :func:`models.joint.simulate.simulate_joint`: the six-la
@@ -35,7 +35,7 @@ from models.priors import get_prior_set
 from models.sampling import ConvergenceGate, SamplerSettings
 from models.simulation.presets import get_preset
 from models.simulation.truth import draw_truth
-from workflows.reference import load_factor_prevalence
+from public_data.tables import load_factor_prevalence
 
 CLASSES = ("neglect", "domestic_violence", "complex_needs_2", "out_of_control")
 FACTORS = ["alcohol_parent", "drugs_parent", "domestic_abuse_parent", "mental_health_parent",
@@ -47,7 +47,7 @@ PREVALENCE = {"neglect": .3, "domestic_violence": .25, "complex_needs_2": .2, "o
 #: on another).  The ESS floor (30) and the divergence cap (1% of draws) are measured, not
 #: derived: the smallest bulk / tail ESS over seed offsets 0-3 were 81/34, 51/63, 39/90 and
 #: 150/155, with 5, 5, 2 and 2 divergences (tests/README.md), so the floor sits close to the
-#: worst seen: a known weak point (issue 14's note).  Judging each R-hat against its own ESS
+#: worst seen: a known weak point.  Judging each R-hat against its own ESS
 #: (``sampler_check``, as the gradient recovery tests do) failed here at offset 1: a quantity
 #: with high bulk ESS crossed through its tails.  The R-hat limit follows from the floor.
 TEST_DRAWS = 600

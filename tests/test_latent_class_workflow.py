@@ -20,13 +20,13 @@ from _seeds import seed
 from _confidential import assert_no_episode_values
 
 from models.suppression import SuppressionRule
+from public_data.tables import load_lsoa_table
 from workflows import cli
 from workflows.errors import UserError
 from workflows.extract_io import load_extract
 from workflows.latent_class import (MISALIGNMENT_NOT_FOR_CITATION, NOT_FOR_CITATION,
                                     REGRESSION_NOT_FOR_CITATION, LatentClassRun, _tables, analyse,
                                     analyse_extract, assessed_factors, write_latent_class_report)
-from workflows.reference import load_lsoa_table
 from workflows.simulate import write_simulation
 
 SHORT = LatentClassRun(k_max=2, draws=100, tune=150, chains=2, seed=seed(3), n_starts=3, episodes=1000,

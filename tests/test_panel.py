@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflows import build_panel as bp
+from public_data import panel as bp
 from workflows import paths
 from workflows.errors import UserError
 
@@ -53,7 +53,7 @@ def test_build_reproduces_committed_panel(rebuilt, tmp_path):
 
 
 def test_england_totals_note_every_sum_that_falls_short(raw, rebuilt, england, tmp_path):
-    """Issue 22: each national sum sits beside DfE's England figure, with a note wherever
+    """Each national sum sits beside DfE's England figure, with a note wherever
     missing units make it fall short (referrals 2024: Hampshire and Herefordshire)."""
     totals = bp.england_totals(rebuilt, raw)
     written = bp.write_england(totals, tmp_path)
@@ -188,7 +188,7 @@ def _tolerance(year: int) -> float:
     "cin_31mar_n", "referrals_n", "rereferrals_n", "referrals_nfa_n", "s47_n", "icpc_n",
     "cpp_start_n", "cpp_31mar_n", "assessments_n", "initial_assessments_n",
     "cpp_start_neglect_n", "cpp_31mar_neglect_n", "cla_31mar_n",
-    # issue 22: the measures added to the panel
+    # the outcome measures beyond the core counts
     "referrals_not_in_need_n", "cpp_subsequent_n", "cin_31mar_awaiting_assessment_n",
     "cla_start_n", "cla_31mar_uasc_n",
     *(f"cpp_31mar_dur_{d}_n" for d in bp.CPP_DURATIONS.values()),
@@ -396,7 +396,7 @@ def test_workforce_sits_in_the_year_dfe_gives_it(raw, panel):
 
 
 def test_cin_per_social_worker_counts_agency_staff(raw, panel):
-    """Denominator = employed + agency FTE (issue 22): checked on the raw rows, and for the
+    """Denominator = employed + agency FTE: checked on the raw rows, and for the
     Kingston/Richmond joint row as joint CIN over joint FTE."""
     own = panel[panel["workforce_joint_with"].isna()]
     rows = own[["cin_31mar_n", "sw_fte", "agency_fte"]].dropna().astype(float)
@@ -586,7 +586,7 @@ def test_spend_markers_are_missing_never_zero(raw, panel):
 
 
 def test_ro3_non_returns_are_missing_and_spend_per_child_in_need(raw, panel):
-    """Issue 22: the 11 RO3 2023-24 non-returns are blank (not 0, so no fall), exactly the
+    """The 11 RO3 2023-24 non-returns are blank (not 0, so no fall), exactly the
     units with a marked line; spend per child in need is spend over CIN at 31 March."""
     ex = raw["spend"]
     ex = ex[ex["year"].eq("2024") & ex["component"].ne("reference")]

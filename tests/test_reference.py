@@ -14,8 +14,9 @@ import pytest
 from scipy.stats import spearmanr
 
 from models.vocabulary import FACTOR_NAMES, FACTORS
-from workflows import build_reference as br
-from workflows import paths, reference
+from public_data import reference as br
+from public_data import tables
+from workflows import paths
 from workflows.errors import UserError
 
 N_LSOA = 32_844
@@ -25,17 +26,17 @@ N_SUPPRESSED_NUMERATORS = 4_553
 
 @pytest.fixture(scope="module")
 def lsoa() -> pd.DataFrame:
-    return reference.load_lsoa_table()
+    return tables.load_lsoa_table()
 
 
 @pytest.fixture(scope="module")
 def la() -> pd.DataFrame:
-    return reference.load_la_table()
+    return tables.load_la_table()
 
 
 @pytest.fixture(scope="module")
 def factors() -> pd.DataFrame:
-    return reference.load_factor_prevalence()
+    return tables.load_factor_prevalence()
 
 
 @pytest.fixture(scope="module")
@@ -219,12 +220,12 @@ def test_unknown_token_is_an_error():
 
 def test_build_reproduces_committed_tables(tmp_path):
     br.build(paths.RAW_DIR, tmp_path)
-    pdt.assert_frame_equal(reference.load_lsoa_table(tmp_path / "lsoa.csv"),
-                           reference.load_lsoa_table())
-    pdt.assert_frame_equal(reference.load_la_table(tmp_path / "la.csv"),
-                           reference.load_la_table())
-    pdt.assert_frame_equal(reference.load_factor_prevalence(tmp_path / "factor_prevalence.csv"),
-                           reference.load_factor_prevalence())
+    pdt.assert_frame_equal(tables.load_lsoa_table(tmp_path / "lsoa.csv"),
+                           tables.load_lsoa_table())
+    pdt.assert_frame_equal(tables.load_la_table(tmp_path / "la.csv"),
+                           tables.load_la_table())
+    pdt.assert_frame_equal(tables.load_factor_prevalence(tmp_path / "factor_prevalence.csv"),
+                           tables.load_factor_prevalence())
 
 
 def test_missing_raw_file_is_a_user_error(tmp_path):
@@ -242,6 +243,6 @@ def test_missing_raw_file_is_a_user_error(tmp_path):
 
 
 def test_loaders_return_copies():
-    first = reference.load_la_table()
+    first = tables.load_la_table()
     first.loc[0, "la_name"] = "changed"
-    assert reference.load_la_table().loc[0, "la_name"] != "changed"
+    assert tables.load_la_table().loc[0, "la_name"] != "changed"

@@ -21,7 +21,7 @@ from models.simulation.presets import Preset, get_preset
 from models.simulation.truth import draw_truth
 from models.validation import validate_extract
 from models.vocabulary import DEMAND_CLASSES, FACTOR_NAMES, STAGES
-from workflows.reference import load_factor_prevalence, load_lsoa_table
+from public_data.tables import load_factor_prevalence, load_lsoa_table
 from workflows.simulate import write_simulation
 
 STAGE_FLAGS = ["assessment", "s47", "icpc", "cpp", "lac"]

@@ -12,9 +12,9 @@ from _seeds import seed
 from models.suppression import (SuppressionRule, apply_mask, primary_mask, secondary_mask,
                                 suppress_counts)
 from models.vocabulary import FACTOR_NAMES, STAGES
+from public_data.tables import load_factor_prevalence, load_la_table, load_lsoa_table
 from workflows.describe import publish_tables
 from workflows.extract_io import load_extract
-from workflows.reference import load_factor_prevalence, load_la_table, load_lsoa_table
 from workflows.simulate import write_simulation
 
 PORTSMOUTH, WOKINGHAM = "E06000044", "E06000041"

@@ -431,7 +431,7 @@ def test_year_effects_have_the_same_prior_centred_or_not(centred):
 
 
 def _spend_panel():
-    from workflows.build_panel import load_panel
+    from public_data.panel import load_panel
 
     panel = load_panel()
     keep = sorted(panel["la_code"].unique())[:10]

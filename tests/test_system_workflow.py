@@ -15,7 +15,7 @@ import pytest
 
 from _seeds import seed
 from models.suppression import SuppressionRule
-from workflows.build_panel import PANEL_DIR, PANEL_FILE
+from public_data.panel import PANEL_DIR, PANEL_FILE
 from workflows.errors import UserError
 from workflows.run_cache import NOT_FOR_CITATION
 from workflows.system import SystemRun, write_system_report
@@ -92,7 +92,7 @@ def test_micro_authorities_are_left_out_by_default_and_kept_on_request():
     """Issue 22: City of London and the Isles of Scilly (0%/100% workforce rates) are not in
     the system models unless the config says ``include_micro_authorities = true``."""
     from models.system.data import MICRO_AUTHORITIES
-    from workflows.build_panel import load_panel
+    from public_data.panel import load_panel
     from workflows.system import load_system_config, prepare_panel
 
     panel = load_panel(PANEL)
@@ -116,7 +116,7 @@ def test_national_figures_carry_a_note_where_las_are_missing():
     """Issue 22: a sum over LAs is not England where LAs are suppressed; the report says where
     (referrals 2024: Hampshire and Herefordshire), and says nothing is missing when so."""
     from models.system.data import missing_units
-    from workflows.build_panel import load_panel
+    from public_data.panel import load_panel
     from workflows.system import national_note
 
     panel = load_panel(PANEL)

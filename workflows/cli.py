@@ -13,12 +13,13 @@ import argparse
 import importlib
 import sys
 
+from workflows import atomic, runtime
 from workflows.errors import UserError
 
 #: verb -> (module, one-line help).
 VERBS: dict[str, tuple[str, str]] = {
-    "build-reference": ("workflows.build_reference", "rebuild data/reference from data/raw"),
-    "build-panel": ("workflows.build_panel", "rebuild data/panel/la_panel.csv (harmonised LA x year panel) from data/raw"),
+    "build-reference": ("public_data.reference", "rebuild data/reference from data/raw"),
+    "build-panel": ("public_data.panel", "rebuild data/panel/la_panel.csv (harmonised LA x year panel) from data/raw"),
     "simulate": ("workflows.simulate", "write a synthetic extract and its truth.json"),
     "validate": ("workflows.validate", "check a case-level extract against the schema"),
     "describe": ("workflows.describe", "descriptive report of an extract (funnel, rates, factors)"),
@@ -63,8 +64,6 @@ def _chosen_verb(argv: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from workflows import runtime
-
     argv = sys.argv[1:] if argv is None else list(argv)
     runtime.prepare()
     try:
@@ -72,8 +71,6 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser([chosen] if chosen else [])
         args = parser.parse_args(argv)
         module = importlib.import_module(args._module)
-        from workflows import atomic
-
         overwrite = bool(getattr(args, "overwrite", False))
         with atomic.allow_overwrite(overwrite):
             if getattr(args, "out", None) is not None:  # refused before any work starts

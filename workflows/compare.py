@@ -28,14 +28,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.gradient.model import GradientSpec
-from models.priors import PRIOR_SETS
-from models.sampling import SamplerSettings
+from models.areas import add_deprivation
+from models.cells import population_cells, transition_cells
+from models.gradient.model import GradientSpec, build_gradient_model
+from models.priors import PRIOR_SETS, get_prior_set
+from models.sampling import ConvergenceGate, SamplerSettings, fit
 from models.vocabulary import STAGES
+from public_data.tables import load_lsoa_table
 from workflows import atomic, paths, posterior_export, provenance
+from workflows.config import load_config
 from workflows.errors import UserError
+from workflows.extract_io import (check_input_file, check_input_folder, contextual_note, load_extract,
+                                  require_episodes)
 from workflows.fanout import fan_out
 from workflows.report_format import Section, markdown_table, render_html, render_markdown
+from workflows.run_data import prepare_data
 
 #: Named variants: how each differs from the full model (``GradientSpec`` fields).
 VARIANTS: dict[str, dict] = {
@@ -106,9 +113,6 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.runs) == bool(args.config):
         raise UserError("compare: give either two or more fitted folders or --config NAME, not both or neither")
     if args.config:
-        from workflows.config import load_config
-        from workflows.fit import prepare_data
-
         config = load_config(args.config)
         if "compare" not in config["_sections"]:
             raise UserError(f"{config['_path']}: no [compare] section: list the variants to compare there "
@@ -143,8 +147,6 @@ def load_fit(folder: Path):
     """A fitted variant folder's InferenceData; a clear error if it cannot be compared."""
     import arviz as az
 
-    from workflows.extract_io import check_input_folder
-
     folder = check_input_folder(folder, "a folder written by `compare --config`, holding a posterior.nc")
     path = folder / "posterior.nc"
     if not path.exists():
@@ -172,10 +174,6 @@ class _VariantFit:
 
 
 def _fit_variant(job: _VariantFit):
-    from models.gradient.model import build_gradient_model
-    from models.priors import get_prior_set
-    from models.sampling import ConvergenceGate, fit
-
     model = build_gradient_model(job.cells, job.spec, get_prior_set(job.prior))
     idata = fit(model, job.settings, log_likelihood=True)
     gate = ConvergenceGate().check(idata, list(idata.posterior.data_vars))
@@ -194,11 +192,6 @@ def write_compare_report(extract_path: Path, out_dir: Path, config: CompareRun, 
                          n_workers: int | None = None, progress: bool = True, log=print) -> Path:
     """Fit each variant (reusing unchanged ones), then compare them; see the module docstring."""
     import arviz as az
-
-    from models.areas import add_deprivation
-    from models.cells import population_cells, transition_cells
-    from workflows.extract_io import check_input_file, contextual_note, load_extract, require_episodes
-    from workflows.reference import load_lsoa_table
 
     out_dir = Path(out_dir)
     check_input_file(extract_path, what="extract")  # before its bytes are hashed for the cache keys

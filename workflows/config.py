@@ -10,6 +10,7 @@ import difflib
 import tomllib
 from pathlib import Path
 
+from models.simulation.presets import PRESETS
 from workflows import paths
 from workflows.errors import UserError
 
@@ -68,8 +69,6 @@ def _check_data(path: Path, raw: dict, config: dict) -> None:
         if not data["extract"].strip():
             raise UserError(f"{path}: data.extract = {data['extract']!r}: expected the path of an extract file")
     elif "preset" in data:
-        from models.simulation.presets import PRESETS
-
         if data["preset"] not in PRESETS:
             raise UserError(f"{path}: data.preset = {data['preset']!r}: unknown preset; choose one of "
                             f"{', '.join(PRESETS)}")

@@ -22,7 +22,8 @@ from workflows.describe import write_describe_report
 from workflows.errors import UserError
 from workflows.gradient import GradientRun, write_gradient_report
 from workflows.latent_class import LatentClassRun, write_latent_class_report
-from workflows.simulate import write_simulation
+from workflows.notebooks import write_notebooks_html
+from workflows.simulate import same_simulation, write_simulation
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     _mark_running(out)
     data_dir = out / "data"
     preset, seed = config["data"]["preset"], config["data"]["seed"]
-    if _same_simulation(data_dir, preset, seed):
+    if same_simulation(data_dir, preset, seed):
         print(f"[1/{steps}] reusing the {preset} extract (seed {seed}) in {data_dir}")
     else:
         print(f"[1/{steps}] simulating {preset} (seed {seed}) ...", flush=True)
@@ -80,8 +81,6 @@ def run(args: argparse.Namespace) -> int:
     if with_notebooks:
         step += 1
         print(f"[{step}/{steps}] story notebooks (short chains) ...", flush=True)
-        from workflows.notebooks import write_notebooks_html
-
         write_notebooks_html(out / "notebooks", log=lambda m: print(f"  {m}", flush=True))
     write_index(out, f"Demo run: synthetic {preset} system (seed {seed})")
     _mark_done(out, time.perf_counter() - started)
@@ -157,17 +156,3 @@ def _mark_done(out: Path, seconds: float) -> None:
     man.update({atomic.OWNER_KEY: atomic.OWNER, "command": "demo", "status": "done",
                 "seconds": round(seconds, 1), "index": INDEX, "outputs": outputs})
     atomic.write_text(out / atomic.MANIFEST, json.dumps(man, indent=1, default=str) + "\n")
-
-
-def _same_simulation(data_dir: Path, preset: str, seed: int) -> bool:
-    manifest = data_dir / "manifest.json"
-    if not (manifest.exists() and (data_dir / "extract.csv").exists()):
-        return False
-    try:
-        recorded = json.loads(manifest.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    from workflows.simulate import generator_fingerprint
-
-    return (recorded.get("preset") == preset and recorded.get("seed") == seed
-            and recorded.get("generator_fingerprint") == generator_fingerprint())

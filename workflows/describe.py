@@ -22,8 +22,10 @@ import pandas as pd
 from models import describe as d
 from models.suppression import SuppressionRule, apply_mask, primary_mask, secondary_mask
 from models.vocabulary import STAGE_LABELS, STAGE_SHORT, STAGES
+from public_data.tables import load_factor_prevalence, load_la_table, load_lsoa_table
 from workflows import atomic, paths, provenance
 from workflows.errors import UserError
+from workflows.extract_io import load_extract
 from workflows.report_format import Section, lead, render_html, render_markdown
 
 
@@ -131,9 +133,6 @@ def headlines(tables: PublishedTables) -> list[str]:
 def write_describe_report(extract_path: Path, out_dir: Path, rule: SuppressionRule,
                           title: str | None = None) -> Path:
     """Load, validate and describe an extract; write the report folder atomically."""
-    from workflows.extract_io import load_extract
-    from workflows.reference import load_factor_prevalence, load_la_table, load_lsoa_table
-
     started = time.perf_counter()
     lsoa, la = load_lsoa_table(), load_la_table()
     # Pseudonyms are not needed for a description: a throwaway salt keeps the machine's

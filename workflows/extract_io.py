@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.extract_schema import Extract, build_extract
+from models.extract_schema import COLUMN_BY_NAME, Extract, build_extract, normalise_header
 from models.pseudonymise import load_or_create_salt
 from models.validation import ValidationReport, check_extract
 from workflows.errors import UserError
@@ -129,8 +129,6 @@ def _header_fields(first: bytes) -> list[str]:
 def _check_delimiter(path: Path, first: bytes) -> None:
     """A header that splits into schema columns on ';', tab or '|' but not on ',' was saved
     with another delimiter (Excel in many European locales uses ';')."""
-    from models.extract_schema import COLUMN_BY_NAME, normalise_header
-
     try:
         line = first.removeprefix(_BOM).decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError:

@@ -12,11 +12,10 @@ process), so a model family is best fanned out over few long-lived workers rathe
 many short ones.  Workers get one numba/BLAS/OpenMP thread each: the parallelism is
 across fits, and nutpie's chain threads already fill a core each.
 
-Overhead (``python -m workflows.fanout``: two small gradient fits, each compiling its own
-model, 2 chains x 300 draws): starting a 2-process local cluster costs about 3 s; on this
-2-core machine, shared with other jobs (load average 7-8), the two fits took about 125 s
-serially and 135 s on 2 workers, so with no idle core the fan-out buys nothing and costs
-little.  It pays where cores are free (a workstation, or a cluster via ``--scheduler``).
+Overhead: starting a local cluster costs seconds; with no idle core the fan-out buys nothing
+and costs little, and it pays where cores are free (a workstation, or a cluster via
+``--scheduler``).  ``python -m workflows.fanout`` measures it; the recorded run is in
+benchmarks/RESULTS.md ("Fan-out overhead").
 """
 
 from __future__ import annotations
@@ -145,6 +144,7 @@ def _distributed(fn, items, scheduler, workers, progress, label) -> list:
 
 def _small_fit(prior: str) -> float:
     """One small gradient fit (build, numba compile, sample): the unit of the overhead check."""
+    # Local: only the overhead check run as a script needs PyMC; the fan-out itself stays light.
     from models import sbc
     from models.sampling import SamplerSettings, fit
 

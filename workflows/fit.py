@@ -36,11 +36,22 @@ from pathlib import Path
 
 import pandas as pd
 
+from models.priors import PRIOR_SETS
+from models.sampling import SamplerSettings
 from models.suppression import SuppressionRule
+from models.vocabulary import STAGES
 from workflows import atomic, paths, provenance
+from workflows.compare import CompareRun, write_compare_report
 from workflows.config import load_config
 from workflows.errors import UserError
+from workflows.gradient import GradientRun, write_gradient_report
+from workflows.joint import JointRun, write_joint_report
+from workflows.latent_class import LatentClassRun, write_latent_class_report
+from workflows.report import convergence_summary, write_run_report
 from workflows.report_format import markdown_table
+from workflows.run_data import check_extract_supports, panel_path, prepare_data
+from workflows.sensitivity import write_sensitivity_report
+from workflows.system import SystemRun, write_system_report
 
 #: Model sections ``fit`` runs, in this order, when the config has them.
 SECTIONS = ("gradient", "sensitivity", "compare", "latent_class", "joint", "system")
@@ -147,8 +158,6 @@ def fit_run(config: dict, out: Path, *, scheduler: str | None = None, n_workers:
             summary.to_csv(tmp)
         atomic.write_text(out / "summary.md", _summary_markdown(summary))
         _write_manifest(out, config, extract, data_hash, records, started)
-    from workflows.report import write_run_report
-
     write_run_report(out)
     failed = summary.index[~summary["passed"]].tolist()
     if failed:
@@ -164,112 +173,11 @@ def sweep_stale(out: Path) -> int:
     return sum(atomic.sweep_temporaries(folder) for folder in [out, *(out / s for s in (*SECTIONS, "data"))])
 
 
-def prepare_data(config: dict, data_dir: Path, log=print) -> Path:
-    """The config's extract: an LA's own (``[data] extract``, validated where it is, never
-    copied), or simulated from ``[data]`` preset and seed into ``data_dir`` (reused when
-    unchanged)."""
-    if "extract" in config["data"]:
-        path = extract_path(config)
-        validate_own_extract(path, config["_path"], log)
-        return path
-    from workflows.demo import _same_simulation
-    from workflows.simulate import write_simulation
-
-    preset, seed = config["data"]["preset"], config["data"]["seed"]
-    if _same_simulation(data_dir, preset, seed):
-        log(f"  reusing the {preset} extract (seed {seed}) in {data_dir}")
-    else:
-        log(f"  simulating {preset} (seed {seed}) ...")
-        write_simulation(data_dir, preset, seed)
-    return data_dir / "extract.csv"
-
-
-def extract_path(config: dict) -> Path:
-    """``[data] extract`` as a path: ``~`` expanded, relative to the config file's folder."""
-    given = Path(config["data"]["extract"]).expanduser()
-    return given if given.is_absolute() else Path(config["_path"]).resolve().parent / given
-
-
-def validate_own_extract(path: Path, where: str, log=print) -> None:
-    """Check an LA's extract against the schema before any fit (UserError with every
-    problem, exit code 2, when it has errors).  Nothing is written."""
-    from models.validation import check_extract
-    from workflows.extract_io import read_extract_raw
-    from workflows.reference import load_lsoa_table
-
-    if path.is_dir():
-        raise UserError(f"{where}: data.extract = {str(path)!r}: is a folder, not a file; give the path of the "
-                        "extract itself (a relative path is read from the config file's folder)")
-    if not path.is_file():
-        raise UserError(f"{where}: data.extract = {str(path)!r}: file not found (a relative path is read "
-                        "from the config file's folder)")
-    report = check_extract(read_extract_raw(path), load_lsoa_table(), source=path.name)[0]
-    if not report.ok:
-        raise UserError(f"{where}: data.extract {path.name} does not pass validation; nothing was fitted.\n"
-                        + report.format(max_per_rule=50), exit_code=2)
-    log(f"  using your extract {path.name} (validated: {report.summary()}; not copied into the run folder)")
-
-
-#: Sections that model the assessment factors (they need assessed episodes).
-FACTOR_SECTIONS = ("latent_class", "joint")
-
-
-def check_extract_supports(sections, extract: Path, log=print) -> None:
-    """A UserError, before any fit, when the extract lacks what a section needs (enough
-    episodes; assessed episodes with factors for the latent class and joint models); a note
-    when it has too few LAs for the between-LA (contextual) effect."""
-    import os
-
-    from workflows.extract_io import (MIN_ASSESSED, contextual_note, load_extract, require_assessed,
-                                      require_episodes)
-    from workflows.reference import load_lsoa_table
-
-    data, _ = load_extract(extract, load_lsoa_table(), salt=os.urandom(32))  # ids never needed
-    name = Path(extract).name
-    if any(s in ("gradient", "sensitivity", "compare") for s in sections):
-        require_episodes(name, data.episodes)
-    for section in FACTOR_SECTIONS:
-        if section in sections:
-            require_assessed(name, data.episodes, data.factors, f"[{section}]", MIN_ASSESSED)
-    if any(s in ("gradient", "sensitivity", "compare", "joint") for s in sections):
-        note = contextual_note(name, data.episodes)
-        if note:
-            log(f"  {note}")
-
-
-def panel_path() -> Path:
-    """The LA x year panel the ``[system]`` section fits (the committed one)."""
-    from workflows.build_panel import PANEL_DIR, PANEL_FILE
-
-    path = PANEL_DIR / PANEL_FILE
-    if not path.is_file():
-        raise UserError(f"panel {path} not found; rebuild it with `python -m workflows build-panel`")
-    return path
-
-
 def section_key(name: str, section: dict, data_hash: str, rule: SuppressionRule) -> str:
     digest = hashlib.sha256(json.dumps({"section": name, "settings": section, "data": data_hash,
                                         "suppression": [rule.threshold, rule.marker]}, sort_keys=True).encode())
     digest.update(provenance.source_fingerprint(*SECTION_CODE[name]).encode())
     return digest.hexdigest()
-
-
-def convergence_summary(convergence: dict[str, dict[str, dict]]) -> pd.DataFrame:
-    """One row per fit (section, fit): worst R-hat, ESS, divergences and the gate's verdict."""
-    rows = [{"section": section, "fit": _fit_name(section, fit),
-             **{k: gate.get(k) for k in ("max_r_hat", "min_ess_bulk", "min_ess_tail", "divergences")},
-             # latent class and joint fits also fail when multimodal (label switching not resolved)
-             "passed": bool(gate.get("passed")) and bool(gate.get("citable", True))}
-            for section, fits in convergence.items() for fit, gate in fits.items()]
-    table = pd.DataFrame(rows, columns=["section", "fit", "max_r_hat", "min_ess_bulk", "min_ess_tail",
-                                        "divergences", "passed"])
-    table["passed"] = table["passed"].astype(bool)
-    return table.set_index(["section", "fit"])
-
-
-def _fit_name(section: str, fit: str) -> str:
-    """Latent class and joint manifests key the chosen fit by its K: name it so."""
-    return f"K={fit}" if section in ("latent_class", "joint") and str(fit).isdigit() else fit
 
 
 def _summary_markdown(summary: pd.DataFrame) -> str:
@@ -328,8 +236,6 @@ def _redacted_argv(config: dict, extract: Path | None):
 # --- section runners: config section -> that workflow's writer ---------------------------------
 
 def _run_gradient(config, extract, target, rule, *, scheduler, n_workers, progress, log):
-    from workflows.gradient import GradientRun, write_gradient_report
-
     run_config = GradientRun.from_config(config["gradient"], config["_path"])
     write_gradient_report(extract, target, run_config, rule, log=log,
                           title=f"Social gradient and inverse intervention: {Path(config['_path']).stem}")
@@ -337,10 +243,6 @@ def _run_gradient(config, extract, target, rule, *, scheduler, n_workers, progre
 
 def _sensitivity_args(config):
     """(prior sets, scale, stages, sampler settings) of ``[sensitivity]``, each checked."""
-    from models.priors import PRIOR_SETS
-    from models.sampling import SamplerSettings
-    from models.vocabulary import STAGES
-
     where, section = config["_path"], config["sensitivity"]
     names = section.get("prior_sets", list(PRIOR_SETS))
     bad = [n for n in names if n not in PRIOR_SETS]
@@ -363,71 +265,51 @@ def _sensitivity_args(config):
 
 
 def _run_sensitivity(config, extract, target, rule, *, scheduler, n_workers, progress, log):
-    from workflows.sensitivity import write_sensitivity_report
-
     names, scale, stages, settings = _sensitivity_args(config)
     write_sensitivity_report(extract, target, names, scale, settings, stages=tuple(stages) if stages else None,
                              log=log, scheduler=scheduler, n_workers=n_workers, progress=progress)
 
 
 def _run_compare(config, extract, target, rule, *, scheduler, n_workers, progress, log):
-    from workflows.compare import CompareRun, write_compare_report
-
     run_config = CompareRun.from_config(config["compare"], config["_path"])
     write_compare_report(extract, target, run_config, scheduler=scheduler, n_workers=n_workers,
                          progress=progress, log=log)
 
 
 def _run_latent_class(config, extract, target, rule, *, scheduler, n_workers, progress, log):
-    from workflows.latent_class import LatentClassRun, write_latent_class_report
-
     run_config = LatentClassRun.from_config(config["latent_class"], config["_path"])
     write_latent_class_report(extract, target, run_config, rule, log=log,
                               title=f"Demand classes at assessment: {Path(config['_path']).stem}")
 
 
 def _run_joint(config, extract, target, rule, *, scheduler, n_workers, progress, log):
-    from workflows.joint import JointRun, write_joint_report
-
     run_config = JointRun.from_config(config["joint"], config["_path"])
     write_joint_report(extract, target, run_config, rule, log=log,
                        title=f"Demand classes and the social gradient (joint model): {Path(config['_path']).stem}")
 
 
 def _run_system(config, panel, target, rule, *, scheduler, n_workers, progress, log):
-    from workflows.system import SystemRun, write_system_report
-
     run_config = SystemRun.from_config(config["system"], config["_path"])
     write_system_report(panel, target, run_config, rule, log=log)
 
 
 def _check_gradient(config):
-    from workflows.gradient import GradientRun
-
     GradientRun.from_config(config["gradient"], config["_path"])
 
 
 def _check_compare(config):
-    from workflows.compare import CompareRun
-
     CompareRun.from_config(config["compare"], config["_path"])
 
 
 def _check_latent_class(config):
-    from workflows.latent_class import LatentClassRun
-
     LatentClassRun.from_config(config["latent_class"], config["_path"])
 
 
 def _check_joint(config):
-    from workflows.joint import JointRun
-
     JointRun.from_config(config["joint"], config["_path"])
 
 
 def _check_system(config):
-    from workflows.system import SystemRun
-
     SystemRun.from_config(config["system"], config["_path"])
 
 

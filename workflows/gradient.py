@@ -34,10 +34,12 @@ from models.priors import get_prior_set
 from models.sampling import SAMPLERS, ConvergenceGate, SamplerSettings, fit
 from models.suppression import SuppressionRule
 from models.vocabulary import STAGE_LABELS, STAGES
+from public_data.tables import load_la_table, load_lsoa_table
 from workflows import atomic, paths, posterior_export, provenance
-from workflows.run_cache import NOT_FOR_CITATION, flag_uncitable, is_current, run_key
 from workflows.errors import UserError
+from workflows.extract_io import check_input_file, contextual_note, load_extract, require_episodes
 from workflows.report_format import Section, lead, render_html, render_markdown
+from workflows.run_cache import NOT_FOR_CITATION, flag_uncitable, is_current, run_key
 
 #: How a headline names reaching each stage.
 STAGE_PHRASES = {
@@ -149,9 +151,6 @@ def cache_key(extract_path: Path, config: GradientRun, rule: SuppressionRule) ->
 def write_gradient_report(extract_path: Path, out_dir: Path, config: GradientRun,
                           rule: SuppressionRule, title: str | None = None, log=print) -> Path:
     """Fit, derive, check and report; the folder appears only when complete."""
-    from workflows.extract_io import check_input_file, contextual_note, load_extract, require_episodes
-    from workflows.reference import load_la_table, load_lsoa_table
-
     out_dir = Path(out_dir)
     check_input_file(extract_path, what="extract")  # before its bytes are hashed for the cache key
     key = cache_key(extract_path, config, rule)

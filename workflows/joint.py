@@ -1,4 +1,4 @@
-"""``python -m workflows joint``: demand classes and social gradients in one posterior (issue 7).
+"""``python -m workflows joint``: demand classes and social gradients in one posterior.
 
 The joint model (:mod:`models.joint`) on an extract's assessed episodes: each episode's
 latent demand class (summed out, never sampled) explains the factors recorded at its
@@ -42,15 +42,28 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from models.areas import add_deprivation
+from models.gradient.effects import DeprivationScale
+from models.joint import effects
+from models.joint.data import CLASS_STAGES, joint_data
+from models.joint.fit import fit_joint
+from models.joint.model import JointSpec
+from models.joint.threestep import three_step
+from models.latent_class import plots
 from models.latent_class.profiles import class_names, profile_table
 from models.priors import get_prior_set
 from models.sampling import SAMPLERS, ConvergenceGate, SamplerSettings
+from models.simulation.truth import class_profiles
 from models.suppression import SuppressionRule, suppress_counts
 from models.vocabulary import DEMAND_CLASSES, FACTOR_NAMES, STAGE_LABELS
+from public_data.tables import load_factor_prevalence, load_lsoa_table
 from workflows import atomic, config as config_mod, paths, posterior_export, provenance
 from workflows.errors import UserError
+from workflows.extract_io import check_input_file, contextual_note, load_extract, require_assessed
+from workflows.latent_class import MAX_K
 from workflows.report_format import Section, render_html, render_markdown
 from workflows.run_cache import flag_uncitable, is_current, run_key
+from workflows.run_data import prepare_data
 
 MODEL_CODE = ("models.joint", "models.latent_class", "models.gradient", "models.priors", "models.sampling",
               "models.areas", "models.suppression")
@@ -129,8 +142,6 @@ class JointRun:
                 object.__setattr__(self, f.name, float(value))
             elif kind is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
                 raise ValueError(f"{f.name} = {value!r}: expected {kind.__name__}")
-        from workflows.latent_class import MAX_K
-
         if not 1 <= self.k <= MAX_K:
             raise ValueError(f"k = {self.k}: expected the number of demand classes, 1 to {MAX_K}")
         unknown = [f for f in self.factors if f not in FACTOR_NAMES]
@@ -194,8 +205,6 @@ class JointRun:
                                seed=self.seed, target_accept=self.target_accept)
 
     def spec(self):
-        from models.joint.model import JointSpec
-
         return JointSpec(self.k, class_slopes=self.class_slopes, la_effects=True, la_slopes=self.la_slopes,
                          lsoa_effects=self.lsoa_effects, la_class_weights=self.la_class_weights)
 
@@ -248,8 +257,6 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{where}: [report] {err}") from None
     stem = Path(where).stem
     if args.extract is not None:
-        from workflows.extract_io import check_input_file
-
         extract = check_input_file(args.extract, what="extract")
         out = atomic.output_dir(args.out, paths.RESULTS_DIR / f"joint-{extract.name.split('.')[0]}")
     elif config.get("data", {}).get("extract"):  # an LA's own extract named in the config
@@ -259,8 +266,6 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{where}: data.extract = {config['data']['extract']!r}: {extract} not found")
         out = atomic.output_dir(args.out, paths.RESULTS_DIR / stem / "joint")
     else:
-        from workflows.fit import prepare_data
-
         out = atomic.output_dir(args.out, paths.RESULTS_DIR / stem / "joint")
         extract = prepare_data(config, Path(out).parent / "data")
     report = write_joint_report(extract, out, run_config, rule, log=lambda m: print(m, flush=True))
@@ -325,9 +330,6 @@ def study_names(mean_profiles: xr.DataArray) -> tuple[list[str], dict[str, float
     over the fitted factors), one study class per fitted class (Hungarian assignment)."""
     from scipy.optimize import linear_sum_assignment
 
-    from models.simulation.truth import class_profiles
-    from workflows.reference import load_factor_prevalence
-
     share = load_factor_prevalence().set_index("factor")["share"]
     study = class_profiles(share)
     prof = mean_profiles.transpose("class", "factor")
@@ -347,9 +349,6 @@ def analyse_extract(episodes: pd.DataFrame, factors: pd.DataFrame, geography: pd
                     *, log=print) -> JointAnalysis:
     """Fit the joint model (and the three-step approach, if asked) to the extract's assessed
     episodes; name the classes.  No files, nothing per episode kept."""
-    from models.joint.data import CLASS_STAGES, joint_data
-    from models.joint.fit import fit_joint
-
     assessed = episodes["assessment"].fillna(False).to_numpy(bool)
     if assessed.sum() < MIN_EPISODES:
         raise UserError(f"{int(assessed.sum())} assessed episodes: the joint model needs at least {MIN_EPISODES} "
@@ -406,8 +405,6 @@ def analyse_extract(episodes: pd.DataFrame, factors: pd.DataFrame, geography: pd
 def fit_three_step(data, result: JointAnalysis, *, log=print):
     """The three-step approach on the same data, its classes labelled by the joint model's
     profiles (so they carry the same names); its gate covers both of its fits."""
-    from models.joint.threestep import three_step
-
     config = result.config
     reference = result.posterior["item_prob"].mean(("chain", "draw"))
     log(f"  three-step comparison: latent class fit, modal class, gradient model ({config.chains} chains x "
@@ -439,8 +436,6 @@ def _label(name: str) -> str:
 
 def steepest_table(post: xr.Dataset) -> pd.DataFrame:
     """P(each class has the r-th steepest gradient), stage x class, rank columns."""
-    from models.joint import effects
-
     ranks = effects.gradient_rank(post)
     table = ranks.to_series().unstack("rank")
     table.columns = [f"P(rank {r})" for r in table.columns]
@@ -449,8 +444,6 @@ def steepest_table(post: xr.Dataset) -> pd.DataFrame:
 
 def headline_probability(post: xr.Dataset, classes: tuple[str, ...]) -> pd.Series | None:
     """P(the named classes have the steepest gradients) by stage, or None if a class is absent."""
-    from models.joint import effects
-
     labels = [str(c) for c in post["class"].values]
     if not classes or any(c not in labels for c in classes) or len(classes) >= len(labels):
         return None
@@ -459,8 +452,6 @@ def headline_probability(post: xr.Dataset, classes: tuple[str, ...]) -> pd.Serie
 
 def derive_tables(result: JointAnalysis, scale, rule: SuppressionRule) -> dict[str, pd.DataFrame]:
     """Published tables: class-level aggregates with intervals; counts suppressed."""
-    from models.joint import effects
-
     post, prob = result.posterior, result.config.prob
     tables = {
         "class_gradients": effects.summarise(effects.class_gradients(post), prob=prob),
@@ -502,8 +493,6 @@ def three_step_table(joint: xr.Dataset, three: xr.Dataset, prob: float,
     approach side by side, by stage and class, with the ratio of interval widths and
     P(steepest) under each; classes missing from the three-step fit (no modal episodes)
     are left out.  Plus the headline probability under each, where both have the classes."""
-    from models.joint import effects
-
     shared = [c for c in joint["class"].values if c in set(three["class"].values)]
     rows = {}
     for label, post in (("joint", joint), ("three_step", three)):
@@ -677,9 +666,6 @@ def _figures(result: JointAnalysis, scale, folder: Path) -> dict[str, tuple[str,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from models.joint import effects
-    from models.latent_class import plots
-
     post, prob = result.posterior, result.config.prob
     out = {}
     g = effects.class_gradients(post)
@@ -751,11 +737,6 @@ def cache_key(extract_path: Path, config: JointRun, rule: SuppressionRule) -> st
 def write_joint_report(extract_path, out_dir, config: JointRun, rule: SuppressionRule, title=None,
                        log=print) -> Path:
     """Load, fit, derive and report; the folder appears only when complete."""
-    from models.areas import add_deprivation
-    from models.gradient.effects import DeprivationScale
-    from workflows.extract_io import check_input_file, contextual_note, load_extract, require_assessed
-    from workflows.reference import load_lsoa_table
-
     extract_path, out_dir = Path(extract_path), Path(out_dir)
     check_input_file(extract_path, what="extract")  # before its bytes are hashed for the cache key
     key = cache_key(extract_path, config, rule)

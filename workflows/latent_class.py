@@ -66,10 +66,13 @@ from models.latent_class.selection import ClassSizeCheck, KTask, Selection, fit_
 from models.sampling import SAMPLERS, SamplerSettings
 from models.suppression import SuppressionRule, suppress_counts
 from models.vocabulary import FACTOR_NAMES
+from public_data.tables import load_lsoa_table
 from workflows import atomic, paths, posterior_export, provenance
-from workflows.run_cache import flag_uncitable, is_current, run_key
 from workflows.errors import UserError
+from workflows.extract_io import check_input_file, load_extract, require_assessed
+from workflows.fanout import fan_out
 from workflows.report_format import Section, lead, render_html, render_markdown
+from workflows.run_cache import flag_uncitable, is_current, run_key
 
 MODEL_CODE = ("models.latent_class", "models.sampling")
 NOT_FOR_CITATION = "NOT FOR CITATION: the chosen fit did not pass the convergence gate or is multimodal"
@@ -170,8 +173,6 @@ class LatentClassRun:
     def map_fn(self):
         if self.workers == 1:
             return map
-        from workflows.fanout import fan_out
-
         return functools.partial(fan_out, n_workers=self.workers, progress=False, label="K")
 
 
@@ -383,9 +384,9 @@ def add_analyses(result: LatentClassAnalysis, episodes: pd.DataFrame, factors: p
 
 def _misalignment_settings(config: LatentClassRun) -> SamplerSettings:
     """The run's sampler and seed; at least 4 chains x 2,000 draws and 1,000 tuning steps
-    (seconds here: 2 x 1000 left the demo's between-LA SD at bulk ESS 379).  Target
-    acceptance 0.99: at 0.95 the demo's six LAs (shares 26-32%, SD near zero) gave 3
-    divergences in one of two seeds, at 0.99 none in either."""
+    (seconds here), at target acceptance 0.99: with a between-LA SD near zero, shorter
+    chains missed the ESS floor and 0.95 left divergences (the demo's runs:
+    benchmarks/RESULTS.md, "The demo's fits")."""
     return replace(config.settings(), draws=max(config.draws, 2000), tune=max(config.tune, 1000),
                    chains=max(config.chains, 4), target_accept=0.99)
 
@@ -446,9 +447,6 @@ def write_latent_class_report(extract_path: Path, out_dir: Path, config: LatentC
     ``config`` already in memory (a notebook's), reported without refitting; the regression
     or misalignment the config asks for and it lacks are fitted here.
     """
-    from workflows.extract_io import check_input_file, load_extract, require_assessed
-    from workflows.reference import load_lsoa_table
-
     out_dir = Path(out_dir)
     check_input_file(extract_path, what="extract")  # before its bytes are hashed for the cache key
     key = cache_key(extract_path, config, rule)

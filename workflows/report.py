@@ -18,10 +18,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from workflows import atomic
-from workflows.run_cache import NOT_FOR_CITATION, flag_uncitable
+from models.areas import add_deprivation
+from models.gradient import effects, plots
+from models.gradient.model import GradientSpec
+from public_data.tables import load_lsoa_table
+from workflows import atomic, gradient as gw
 from workflows.errors import UserError
+from workflows.extract_io import check_input_folder
 from workflows.report_format import Section, markdown_table, render_html, render_markdown
+from workflows.run_cache import NOT_FOR_CITATION, flag_uncitable
 
 
 
@@ -45,8 +50,6 @@ def _read_json(path: Path) -> dict:
 def read_run_manifest(run_dir: Path) -> dict:
     """The ``manifest.json`` that ``fit`` wrote in ``run_dir``; a UserError saying what is
     there instead (no folder, a file, no manifest, a damaged one, another verb's)."""
-    from workflows.extract_io import check_input_folder
-
     run_dir = check_input_folder(run_dir, "a run folder written by `fit` (e.g. results/six-la)")
     path = run_dir / "manifest.json"
     if not path.is_file():
@@ -82,8 +85,6 @@ def write_run_report(run_dir: Path) -> Path:
     """Write ``report.md``/``report.html`` (and headline tables and figures) for a fitted run."""
     run_dir = Path(run_dir)
     man = read_run_manifest(run_dir)
-    from workflows.fit import convergence_summary
-
     config, sections_run = man["config"], man["sections"]
     summary = convergence_summary({s: r.get("convergence", {}) for s, r in sections_run.items()})
     failed = summary.index[~summary["passed"]].tolist()
@@ -124,17 +125,29 @@ def write_run_report(run_dir: Path) -> Path:
     return run_dir
 
 
+def convergence_summary(convergence: dict[str, dict[str, dict]]) -> pd.DataFrame:
+    """One row per fit (section, fit): worst R-hat, ESS, divergences and the gate's verdict."""
+    rows = [{"section": section, "fit": _fit_name(section, fit),
+             **{k: gate.get(k) for k in ("max_r_hat", "min_ess_bulk", "min_ess_tail", "divergences")},
+             # latent class and joint fits also fail when multimodal (label switching not resolved)
+             "passed": bool(gate.get("passed")) and bool(gate.get("citable", True))}
+            for section, fits in convergence.items() for fit, gate in fits.items()]
+    table = pd.DataFrame(rows, columns=["section", "fit", "max_r_hat", "min_ess_bulk", "min_ess_tail",
+                                        "divergences", "passed"])
+    table["passed"] = table["passed"].astype(bool)
+    return table.set_index(["section", "fit"])
+
+
+def _fit_name(section: str, fit: str) -> str:
+    """Latent class and joint manifests key the chosen fit by its K: name it so."""
+    return f"K={fit}" if section in ("latent_class", "joint") and str(fit).isdigit() else fit
+
+
 def _gradient_sections(run_dir: Path, config: dict, gates: dict, tables_dir: Path, figures_dir: Path) -> list[Section]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from models.areas import add_deprivation
-    from models.gradient import effects, plots
-    from models.gradient.model import GradientSpec
-    from workflows import gradient as gw
-    from workflows.reference import load_lsoa_table
 
     section = config.get("gradient", {})
     prob = float(section.get("prob", 0.95))

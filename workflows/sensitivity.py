@@ -28,8 +28,10 @@ from models.gradient.model import GradientSpec, build_gradient_model
 from models.priors import PRIOR_SETS, get_prior_set
 from models.sampling import ConvergenceGate, SamplerSettings, fit
 from models.vocabulary import STAGES
+from public_data.tables import load_lsoa_table
 from workflows import atomic, paths, provenance
 from workflows.errors import UserError
+from workflows.extract_io import contextual_note, load_extract, require_episodes
 from workflows.fanout import fan_out
 from workflows.report_format import Section, render_html, render_markdown
 
@@ -82,9 +84,6 @@ def write_sensitivity_report(extract_path: Path, out_dir: Path, prior_sets: list
                              settings: SamplerSettings, stages: tuple[str, ...] | None = None,
                              log=print, scheduler: str | None = None, n_workers: int | None = 1,
                              progress: bool = False) -> Path:
-    from workflows.extract_io import contextual_note, load_extract, require_episodes
-    from workflows.reference import load_lsoa_table
-
     started = time.perf_counter()
     lsoa_table = load_lsoa_table()
     episodes = load_extract(extract_path, lsoa_table, salt=os.urandom(32))[0].episodes

@@ -28,6 +28,7 @@ from models.simulation.generator import simulate
 from models.simulation.presets import PRESETS, get_preset
 from models.simulation.truth import draw_truth
 from models.vocabulary import STAGES
+from public_data.tables import load_factor_prevalence, load_lsoa_table
 from workflows import atomic, paths, provenance
 from workflows.errors import UserError
 
@@ -58,8 +59,6 @@ def write_simulation(out_dir: Path, preset_name: str, seed: int, fmt: str = "csv
         raise UserError(str(err)) from None
     if seed < 0:
         raise UserError(f"--seed must be a non-negative integer, got {seed}")
-    from workflows.reference import load_factor_prevalence, load_lsoa_table
-
     started = time.perf_counter()
     national = add_deprivation(load_lsoa_table())
     share = load_factor_prevalence().set_index("factor")["share"]
@@ -143,3 +142,17 @@ class _ChunkWriters:
     def close(self) -> None:
         if self.parquet_writer is not None:
             self.parquet_writer.close()
+
+
+def same_simulation(data_dir: Path, preset: str, seed: int) -> bool:
+    """True when ``data_dir`` holds an extract and manifest that this preset, seed and
+    generator made (so it can be reused instead of simulated again)."""
+    manifest = data_dir / "manifest.json"
+    if not (manifest.exists() and (data_dir / "extract.csv").exists()):
+        return False
+    try:
+        recorded = json.loads(manifest.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return (recorded.get("preset") == preset and recorded.get("seed") == seed
+            and recorded.get("generator_fingerprint") == generator_fingerprint())

@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UserError(f"{config['_path']}: {err}") from None
     out = atomic.output_dir(args.out, paths.RESULTS_DIR / "system")
-    from workflows.build_panel import PANEL_DIR, PANEL_FILE
+    from public_data.panel import PANEL_DIR, PANEL_FILE
     from workflows.extract_io import check_input_file
 
     panel_path = check_input_file(args.panel, what="panel CSV") if args.panel else PANEL_DIR / PANEL_FILE
@@ -162,7 +162,7 @@ class ModelResult:
 
 def read_panel(path: Path) -> pd.DataFrame:
     """The LA x year panel at ``path``; a UserError when it is not one ``build-panel`` wrote."""
-    from workflows.build_panel import PANEL_COLUMNS, load_panel
+    from public_data.panel import PANEL_COLUMNS, load_panel
     from workflows.extract_io import check_input_file
 
     path = check_input_file(path, what="panel CSV")

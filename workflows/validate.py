@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import argparse
 
+from models.pseudonymise import read_salt
+from models.validation import check_extract
+from public_data.tables import load_lsoa_table
 from workflows.errors import UserError
+from workflows.extract_io import read_extract_raw
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,11 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.pseudonymise import read_salt
-    from models.validation import check_extract
-    from workflows.extract_io import read_extract_raw
-    from workflows.reference import load_lsoa_table
-
     if args.max_per_rule < 0:
         raise UserError("--max-per-rule must be 0 or more")
     if args.salt_file is not None:

@@ -1,1 +1,1 @@
-"""Social gradient and inverse intervention models (issue 3: not yet built)."""
+"""Social gradient and inverse intervention models: spec and model, effects, posterior predictive checks, plots."""

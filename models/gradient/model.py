@@ -35,10 +35,9 @@ from models.priors import PriorSet
 #: Under centred="auto", a level is centred where a group's own standard error is below these
 #: (link scale; slopes per decile step).  See :func:`centring_plan`.  With a handful of LAs
 #: the posterior of an LA-level SD reaches towards zero, where a centred level whose SE is
-#: comparable to the SD forms a funnel (six-la, seed 11: centring LA gradients at SE 0.006
-#: gave 15 divergences; centring CPP LA intercepts at SE 0.097 gave 12 in 8000 draws, but a
-#: stricter LA intercept threshold (0.05) cost the short-chain recovery fit its ESS, so it
-#: stays at the LSOA value until measured further: benchmarks/RESULTS.md).
+#: comparable to the SD forms a funnel: LA gradients are centred only at a small SE, and the
+#: LA intercept threshold stays at the LSOA value (a stricter one cost the short-chain
+#: recovery fit its ESS).  The runs behind both: benchmarks/RESULTS.md, "Time to the gate".
 CENTRE_INTERCEPT_SE = 1.0 / np.sqrt(50.0)
 CENTRE_LA_INTERCEPT_SE = 1.0 / np.sqrt(50.0)
 CENTRE_SLOPE_SE = 0.004

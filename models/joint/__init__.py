@@ -1,4 +1,4 @@
-"""The joint model (issue 7): latent demand class x social gradient x LA/LSOA effects in one posterior.
+"""The joint model: latent demand class x social gradient x LA/LSOA effects in one posterior.
 
 ``simulate`` (compact episodes from the simulator's truth) -> ``data`` (pattern x cell x path
 counts) -> ``model`` (PyMC, class marginalised) -> ``fit`` (EM start, sample, align labels)

@@ -93,8 +93,8 @@ def lsoa_centring(data: JointData, spec: JointSpec) -> np.ndarray:
     """Per stage: centre the LSOA effects?  Under ``"auto"``, where the mean Fisher
     information per LSOA (at-risk episodes x p(1 - p)) puts an LSOA's own standard error
     below ``LSOA_CENTRE_SE``; otherwise as ``centred`` says.  The threshold is stricter than
-    the gradient model's: measured on 20,000 episodes in 30 LSOAs (SE about 0.09 at s47,
-    true SD 0.10), centring there cut the bulk ESS of the s47 LSOA SD from 23 to 10."""
+    the gradient model's: centring an LSOA level whose SE is close to its SD lowered the ESS
+    of that SD (benchmarks/RESULTS.md, "LSOA centring in the joint model")."""
     if spec.centred != "auto":
         return np.full(len(data.stages), "lsoa" in spec.centred)
     path = data.row_path()

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.simulation.truth import CLASS_STAGES, rng_for
+from models.simulation.truth import CLASS_SIGNATURES, CLASS_STAGES, rng_for
 from models.vocabulary import STAGE_PARENT
 
 STREAM_JOINT = 7  # a stream of its own, apart from the full simulator's
@@ -43,8 +43,6 @@ class JointSimulation:
 
 def signature_factors(truth: dict, classes: tuple[str, ...]) -> list[str]:
     """The factors that define the chosen classes (their signature items), in profile order."""
-    from models.simulation.truth import CLASS_SIGNATURES
-
     wanted = {f for c in classes for f in CLASS_SIGNATURES[c]}
     return [f for f in truth["classes"]["profiles"][classes[0]] if f in wanted]
 

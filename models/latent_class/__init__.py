@@ -1,4 +1,4 @@
-"""Bayesian latent class models of demand (issue 4).
+"""Bayesian latent class models of demand.
 
 ``patterns`` (episodes to weighted unique patterns) -> ``em`` (multi-start EM: starting
 values, posterior mode) -> ``model`` (PyMC, class marginalised) -> ``fit`` (sample, align)

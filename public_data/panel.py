@@ -29,7 +29,7 @@ short version:
   ``extract_spend`` writes from the workbooks (see the spend section below).
 
 The transforms are pure functions (raw DataFrames in, tables out); the file reading and
-writing sit apart at the bottom of the module, as in ``workflows.build_reference``.
+writing sit apart at the bottom of the module, as in ``public_data.reference``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workflows import atomic, build_reference, paths
+from public_data.raw import RawFile, copy_files, stored_path
+from workflows import atomic, paths
 from workflows.errors import UserError
 
 # --------------------------------------------------------------------------------------------
@@ -61,15 +62,6 @@ _CSWW = ("DfE 'Children's social work workforce', https://explore-education-stat
 _IOD = "MHCLG English Indices of Deprivation 2019, https://www.gov.uk/government/statistics/" \
        "english-indices-of-deprivation-2019"
 _ONS = "ONS Open Geography Portal lookups, https://geoportal.statistics.gov.uk"
-
-
-@dataclass(frozen=True)
-class RawFile:
-    """One raw input: its key, its path under the raw folder and where to get it."""
-
-    key: str
-    relpath: str
-    origin: str
 
 
 #: Every raw file the build reads.  CSVs are stored gzip-compressed as ``NAME.gz``.
@@ -125,7 +117,7 @@ RAW_FILES: tuple[RawFile, ...] = (
             f"LAD 2019 to UTLA 2019 lookup, {_ONS}"),
     RawFile("spend", "expenditure/children_social_care_spend_extract.csv",
             "compact extract of the DfE Section 251 (2009-10 to 2018-19) and MHCLG RO3 "
-            "(2019-20 onwards) workbooks, written by workflows.build_panel.extract_spend; "
+            "(2019-20 onwards) workbooks, written by public_data.panel.extract_spend; "
             "rebuild it with `python -m workflows build-panel --copy-raw-from DIR`"),
 )
 #: The spend extract is made from the workbooks, not copied (see ``extract_spend``).
@@ -1175,14 +1167,7 @@ def england_totals(panel: pd.DataFrame, raw: dict[str, pd.DataFrame]) -> pd.Data
 
 def raw_path(raw_dir: Path, spec: RawFile) -> Path:
     """The stored copy of a raw file (``NAME`` or ``NAME.gz``); UserError if neither exists."""
-    plain = Path(raw_dir) / spec.relpath
-    for candidate in (plain, plain.with_name(plain.name + ".gz")):
-        if candidate.exists():
-            return candidate
-    raise UserError(
-        f"missing raw file {plain} (or {plain.name}.gz). Get it with `python -m workflows "
-        f"build-panel --copy-raw-from {paths.SHARED_RAW_DIR}` if the shared folder exists, "
-        f"otherwise download {spec.origin} and save it as {plain}.")
+    return stored_path(raw_dir, spec, "build-panel")
 
 
 def read_raw(raw_dir: Path) -> dict[str, pd.DataFrame]:
@@ -1210,8 +1195,7 @@ def read_raw(raw_dir: Path) -> dict[str, pd.DataFrame]:
 def copy_raw(source_dir: Path, raw_dir: Path) -> list[Path]:
     """Copy the raw files the panel needs, as the reference build copies its own, and write
     the compact spend extract from the S251 and RO3 workbooks (``extract_spend``)."""
-    copied = build_reference.copy_raw(source_dir, raw_dir,
-                                      [f for f in RAW_FILES if f.key != SPEND_EXTRACT.key])
+    copied = copy_files(source_dir, raw_dir, [f for f in RAW_FILES if f.key != SPEND_EXTRACT.key])
     return [*copied, write_spend_extract(source_dir, raw_dir)]
 
 

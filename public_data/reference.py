@@ -10,8 +10,6 @@ file reading and writing sit apart at the bottom of the module.
 from __future__ import annotations
 
 import argparse
-import gzip
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ import pandas as pd
 from scipy.optimize import isotonic_regression
 
 from models.vocabulary import FACTORS
+from public_data.raw import RawFile, copy_files, stored_path
 from workflows import atomic, paths
 from workflows.errors import UserError
 
@@ -30,15 +29,6 @@ _IOD_URL = "https://www.gov.uk/government/statistics/english-indices-of-deprivat
 _ONS_URL = "https://geoportal.statistics.gov.uk (ONS Open Geography Portal lookups)"
 _CIN_URL = ("https://explore-education-statistics.service.gov.uk/find-statistics/"
             "characteristics-of-children-in-need")
-
-
-@dataclass(frozen=True)
-class RawFile:
-    """One raw input: its key, its path under the raw folder and where to get it."""
-
-    key: str
-    relpath: str
-    origin: str
 
 
 #: Every raw file the build reads.  CSVs may be stored gzip-compressed as ``NAME.gz``.
@@ -377,15 +367,7 @@ def build_tables(raw: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
 
 def raw_path(raw_dir: Path, spec: RawFile) -> Path:
     """The stored copy of a raw file (``NAME`` or ``NAME.gz``); UserError if neither exists."""
-    plain = Path(raw_dir) / spec.relpath
-    for candidate in (plain, plain.with_name(plain.name + ".gz")):
-        if candidate.exists():
-            return candidate
-    raise UserError(
-        f"missing raw file {plain} (or {plain.name}.gz). Get it with `python -m workflows "
-        f"build-reference --copy-raw-from {paths.SHARED_RAW_DIR}` if the shared folder exists, "
-        f"otherwise download {spec.origin} and save it as {plain}."
-    )
+    return stored_path(raw_dir, spec, "build-reference")
 
 
 def read_raw(raw_dir: Path) -> dict[str, pd.DataFrame]:
@@ -410,21 +392,9 @@ def _england(frame: pd.DataFrame, code_col: str) -> pd.DataFrame:
     return frame[frame[code_col].str.startswith("E")].reset_index(drop=True)
 
 
-def copy_raw(source_dir: Path, raw_dir: Path, raw_files=None) -> list[Path]:
-    """Copy the raw files a build needs (default: this build's ``RAW_FILES``), CSVs
-    gzip-compressed (mtime 0, so reproducible).  The panel build shares it."""
-    written = []
-    for spec in RAW_FILES if raw_files is None else raw_files:
-        src = Path(source_dir) / spec.relpath
-        if not src.exists():
-            raise UserError(f"missing {src} in the shared folder; {spec.origin}")
-        data = src.read_bytes()
-        target = Path(raw_dir) / spec.relpath
-        if spec.relpath.endswith(".csv"):
-            data = gzip.compress(data, compresslevel=9, mtime=0)
-            target = target.with_name(target.name + ".gz")
-        written.append(atomic.write_bytes(target, data))
-    return written
+def copy_raw(source_dir: Path, raw_dir: Path) -> list[Path]:
+    """Copy the raw files this build needs from a shared folder, CSVs gzip-compressed."""
+    return copy_files(source_dir, raw_dir, RAW_FILES)
 
 
 def write_tables(tables: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:
