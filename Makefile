@@ -39,10 +39,11 @@ notebooks-html: $(STAMP)
 	$(PY) -m workflows notebooks --out $(OUT) $(if $(FULL),--full,)
 
 # Tests run on every core (pytest-xdist); a module's tests stay on one worker so its
-# fitted fixtures are built once.  TEST_WORKERS=0 runs them in this process.
+# fitted fixtures are built once, and modules start slowest first (tests/conftest.py
+# SLOW_MODULES_FIRST; xdist's reordering by test count is off).  TEST_WORKERS=0: one process.
 TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 reference: $(STAMP)
 	$(PY) -m workflows build-reference

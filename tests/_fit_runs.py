@@ -1,5 +1,5 @@
-"""One small ``fit`` run shared by test_interruption and test_fit_report_compare (a module-level
-cache, so the fits are paid for once per session): started, killed mid-run, resumed, rerun."""
+"""One small ``fit`` run for test_fit_report_compare (cached: its tests share it, paid for once):
+started, killed mid-run, resumed, rerun."""
 
 from __future__ import annotations
 

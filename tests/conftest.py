@@ -69,11 +69,16 @@ def simulated(tmp_path_factory):
     return make
 
 
-#: Modules whose fitted fixtures take minutes: collected first, so that under
-#: ``pytest -n auto --dist loadscope`` (``make test``) they start at once on separate workers
-#: instead of one of them starting last and holding up the whole run.
-SLOW_MODULES_FIRST = ("test_latent_class_recovery", "test_notebooks", "test_gradient_recovery",
-                      "test_interruption", "test_joint_model", "test_fit_report_compare")
+#: Modules whose fitted fixtures take minutes, slowest first (their times at seed offset 0-3
+#: are in tests/README.md): under ``make test`` (``-n auto --dist loadscope
+#: --no-loadscope-reorder``) workers take modules in this order, so the longest start at once
+#: and the short ones fill in at the end, instead of a long one starting last and holding up
+#: the whole run.  (xdist's own reordering, by number of tests, would put them last.)
+SLOW_MODULES_FIRST = ("test_confidentiality", "test_notebooks", "test_gradient_recovery", "test_fit_report_compare",
+                      "test_joint_model", "test_latent_class_recovery", "test_system_models",
+                      "test_system_workflow", "test_latent_class_workflow", "test_latent_class_regression",
+                      "test_latent_class_selection", "test_sbc", "test_joint_workflow", "test_sensitivity",
+                      "test_gradient_workflow", "test_gradient_model")
 
 
 def pytest_report_header(config):
