@@ -41,9 +41,11 @@ notebooks-html: $(STAMP)
 # Tests run on every core (pytest-xdist); a module's tests stay on one worker so its
 # fitted fixtures are built once, and modules start slowest first (tests/conftest.py
 # SLOW_MODULES_FIRST; xdist's reordering by test count is off).  TEST_WORKERS=0: one process.
+# PYTEST_ARGS: more pytest options, e.g. PYTEST_ARGS=--durations=10 (the ten slowest items).
 TEST_WORKERS ?= auto
+PYTEST_ARGS ?=
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 reference: $(STAMP)
 	$(PY) -m workflows build-reference
