@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from public_data.raw import RawFile, copy_files, stored_path
+from public_data.raw import RawFile, copy_files, stored_paths
 from workflows import atomic, paths
 from workflows.errors import UserError
 
@@ -1165,14 +1165,9 @@ def england_totals(panel: pd.DataFrame, raw: dict[str, pd.DataFrame]) -> pd.Data
 # --------------------------------------------------------------------------------------------
 
 
-def raw_path(raw_dir: Path, spec: RawFile) -> Path:
-    """The stored copy of a raw file (``NAME`` or ``NAME.gz``); UserError if neither exists."""
-    return stored_path(raw_dir, spec, "build-panel")
-
-
 def read_raw(raw_dir: Path) -> dict[str, pd.DataFrame]:
     """Read every raw input as text columns; typing happens in the transforms."""
-    found = {spec.key: raw_path(raw_dir, spec) for spec in RAW_FILES}  # fail before reading
+    found = stored_paths(raw_dir, RAW_FILES, "build-panel")
     frames = {}
     for spec in RAW_FILES:
         path = found[spec.key]

@@ -37,6 +37,13 @@ def stored_path(raw_dir: Path, spec: RawFile, verb: str) -> Path:
         f"otherwise download {spec.origin} and save it as {plain}.")
 
 
+
+def stored_paths(raw_dir: Path, raw_files, verb: str) -> dict[str, Path]:
+    """The stored copy of every one of ``raw_files``, by key: all are found before any is read,
+    so a missing file stops a build before minutes of reading."""
+    return {spec.key: stored_path(raw_dir, spec, verb) for spec in raw_files}
+
+
 def copy_files(source_dir: Path, raw_dir: Path, raw_files) -> list[Path]:
     """Copy ``raw_files`` from a shared folder into ``raw_dir``, CSVs gzip-compressed (mtime 0,
     so reproducible)."""

@@ -17,7 +17,7 @@ import pandas as pd
 from scipy.optimize import isotonic_regression
 
 from models.vocabulary import FACTORS
-from public_data.raw import RawFile, copy_files, stored_path
+from public_data.raw import RawFile, copy_files, stored_path, stored_paths
 from workflows import atomic, paths
 from workflows.errors import UserError
 
@@ -372,7 +372,7 @@ def raw_path(raw_dir: Path, spec: RawFile) -> Path:
 
 def read_raw(raw_dir: Path) -> dict[str, pd.DataFrame]:
     """Read every raw input as text columns; typing happens in the transforms."""
-    found = {spec.key: raw_path(raw_dir, spec) for spec in RAW_FILES}  # fail before reading
+    found = stored_paths(raw_dir, RAW_FILES, "build-reference")
     frames = {}
     for spec in RAW_FILES:
         path = found[spec.key]
