@@ -17,6 +17,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pymc as pm
+from threadpoolctl import threadpool_limits
 
 SAMPLERS = ("nutpie", "pymc", "numpyro")
 MASS_MATRICES = ("diag", "low_rank")
@@ -56,6 +57,17 @@ def sampler_available(name: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def one_blas_thread():
+    """BLAS limited to one thread while a fit runs.
+
+    nutpie runs its chains on threads of its own, and the compiled log density calls BLAS
+    for every matrix product (latent class and joint models); with OpenBLAS's own threads on
+    top, the two fight over the cores: the K = 7 latent class recovery fit sampled in 109 s
+    with the default BLAS threads and 20 s with one (2 chains on 2 cores; benchmarks/RESULTS.md).
+    """
+    return threadpool_limits(1, user_api="blas")
+
+
 def fit(model: pm.Model, settings: SamplerSettings, log_likelihood: bool = False) -> az.InferenceData:
     """Sample the posterior of ``model``; ``log_likelihood=True`` stores it for LOO."""
     if not sampler_available(settings.sampler):
@@ -69,7 +81,7 @@ def fit(model: pm.Model, settings: SamplerSettings, log_likelihood: bool = False
     if settings.mass_matrix == "low_rank":
         kwargs["nuts_sampler_kwargs"] = {"low_rank_modified_mass_matrix": True}
     started = time.perf_counter()
-    with model:
+    with model, one_blas_thread():
         if settings.sampler == "pymc":
             idata = pm.sample(**kwargs)
         else:

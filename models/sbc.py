@@ -29,7 +29,7 @@ from scipy import stats
 
 from models.gradient.model import GradientSpec, build_gradient_model
 from models.priors import PriorSet, get_prior_set
-from models.sampling import SamplerSettings
+from models.sampling import SamplerSettings, one_blas_thread
 from models.sensitivity import top_level_priors
 
 OBSERVED = "sbc_observed"  # the shared variable the replicate's counts are swapped into
@@ -201,9 +201,10 @@ def fit_replicate(rep: Replicate) -> dict:
     started = time.perf_counter()
     s = rep.settings
     seed = s.seed * 100_003 + rep.index
-    idata = nutpie.sample(compiled.with_data(**{OBSERVED: np.asarray(rep.observed, dtype="int64")}),
-                          draws=s.draws, tune=s.tune, chains=s.chains, seed=seed, progress_bar=False,
-                          target_accept=s.target_accept, save_warmup=False)
+    with one_blas_thread():
+        idata = nutpie.sample(compiled.with_data(**{OBSERVED: np.asarray(rep.observed, dtype="int64")}),
+                              draws=s.draws, tune=s.tune, chains=s.chains, seed=seed, progress_bar=False,
+                              target_accept=s.target_accept, save_warmup=False)
     post = idata.posterior.stack(sample=("chain", "draw"))
     total = post.sizes["sample"]
     if total < rep.n_ranks:
