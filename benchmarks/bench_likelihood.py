@@ -1,0 +1,144 @@
+"""Likelihood forms side by side: time per log-density-and-gradient evaluation (numba, the
+backend nutpie samples with), PyMC's form against the one this workbench uses.
+
+    .venv/bin/python benchmarks/bench_likelihood.py [--repeats 300]
+
+- binomial cells of the six-la transition fit (about 57,000 cells): ``pm.Binomial(logit_p)``
+  vs ``models.likelihoods.LogitBinomial`` (one softplus per cell), the likelihood alone and
+  inside the whole gradient model;
+- the joint model's path term (pair x stage x class logits): two softplus terms vs
+  ``logit_binomial_loglik``;
+- the latent class pattern term (patterns x factors x classes): ``y log p + (1 - y)
+  log(1 - p)`` as two matrix products vs one (``pattern_class_loglik``).
+
+The forms alternate within each repeat block, so a noisy machine slows both alike; the
+ratio is the figure to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import pymc as pm  # noqa: E402
+import pytensor  # noqa: E402
+import pytensor.tensor as pt  # noqa: E402
+
+from models.areas import add_deprivation  # noqa: E402
+from models.cells import transition_cells  # noqa: E402
+from models.gradient.model import GradientSpec, build_gradient_model  # noqa: E402
+from models.latent_class.model import pattern_class_loglik  # noqa: E402
+from models.likelihoods import LogitBinomial, logit_binomial_loglik  # noqa: E402
+from models.priors import get_prior_set  # noqa: E402
+from public_data.tables import load_lsoa_table  # noqa: E402
+from workflows import runtime  # noqa: E402
+from workflows.extract_io import load_extract  # noqa: E402
+from workflows.simulate import write_simulation  # noqa: E402
+
+
+def _logp_grad(model: pm.Model):
+    """The model's joint log density and its gradient as one numba-compiled function."""
+    logp = model.logp()
+    fn = pytensor.function(model.value_vars, [logp, *pt.grad(logp, model.value_vars)], mode="NUMBA")
+    point = model.initial_point()
+    args = [point[v.name] for v in model.value_vars]
+    return lambda: fn(*args)
+
+
+def _expression(inputs, values, expr):
+    fn = pytensor.function(inputs, [expr, *pt.grad(expr, inputs)], mode="NUMBA")
+    return lambda: fn(*values)
+
+
+def _time(fns: dict, repeats: int) -> dict:
+    for f in fns.values():
+        f()  # compile and warm
+    total = dict.fromkeys(fns, 0.0)
+    for _ in range(10):
+        for name, f in fns.items():
+            start = time.perf_counter()
+            for _ in range(max(repeats // 10, 1)):
+                f()
+            total[name] += time.perf_counter() - start
+    return {k: 1000 * v / (10 * max(repeats // 10, 1)) for k, v in total.items()}
+
+
+def _report(title, times):
+    (old, t_old), (new, t_new) = times.items()
+    print(f"| {title} | {old}: {t_old:.3f} | {new}: {t_new:.3f} | {t_old / t_new:.2f} |", flush=True)
+
+
+def _binomial_model(cells, ours: bool):
+    n, k = cells["trials"].to_numpy("int64"), cells["successes"].to_numpy("int64")
+    with pm.Model() as model:
+        eta = pm.Normal("eta", -1.0, 1.5, shape=len(cells))
+        if ours:
+            LogitBinomial("y", n, eta, observed=k)
+        else:
+            pm.Binomial("y", n=n, logit_p=eta, observed=k)
+    return model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=300)
+    args = parser.parse_args()
+    runtime.link_blas()
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_simulation(Path(tmp), "six-la", 11)
+        extract, _ = load_extract(Path(tmp) / "extract.csv", load_lsoa_table(), salt=b"bench")
+        import pandas as pd
+        te = pd.read_csv(Path(tmp) / "truth_episodes.csv").set_index("episode_id")
+    classes = te.loc[extract.episodes["episode_id"], "demand_class"].reset_index(drop=True)
+    cells = transition_cells(extract.episodes, add_deprivation(load_lsoa_table()), classes=classes)
+    print(f"six-la transition cells: {len(cells):,}; ms per log density + gradient (numba)\n")
+    print("| term | PyMC's form, ms | this workbench's, ms | ratio |\n|---|---|---|---:|")
+    _report("binomial likelihood alone", _time({"pm.Binomial": _logp_grad(_binomial_model(cells, False)),
+                                                 "LogitBinomial": _logp_grad(_binomial_model(cells, True))},
+                                                args.repeats))
+
+    import models.gradient.model as gm
+    spec = GradientSpec(scale="transition", covariates=("demand_class",))
+    new_model = build_gradient_model(cells, spec, get_prior_set("default"))
+    original = gm.LogitBinomial
+    gm.LogitBinomial = lambda name, n, eta, **kw: pm.Binomial(name, n=n, logit_p=eta, **kw)
+    try:
+        old_model = build_gradient_model(cells, spec, get_prior_set("default"))
+    finally:
+        gm.LogitBinomial = original
+    _report(f"whole transition model ({new_model.initial_point().__len__()} parameter blocks)",
+            _time({"pm.Binomial": _logp_grad(old_model), "LogitBinomial": _logp_grad(new_model)}, args.repeats))
+
+    # Joint path term at the joint config's size: pairs x 4 stages x 7 classes.
+    n_pair, n_stage, n_class = 20000, 4, 7
+    reached = (rng.random((n_pair, n_stage)) < 0.4).astype(float)
+    at_risk = np.cumprod(np.c_[np.ones(n_pair), reached[:, :-1]], axis=1)
+    success, failure = at_risk * reached, at_risk * (1 - reached)
+    e = pt.tensor3("eta")
+    eta = rng.normal(-1, 1.5, (n_pair, n_stage, n_class))
+    two = pt.sum(success[:, :, None] * -pt.softplus(-e) + failure[:, :, None] * -pt.softplus(e))
+    one = pt.sum(logit_binomial_loglik(success[:, :, None], at_risk[:, :, None], e))
+    _report(f"joint path term ({n_pair:,} pairs x {n_stage} stages x {n_class} classes)",
+            _time({"two softplus": _expression([e], [eta], two), "one softplus": _expression([e], [eta], one)},
+                  args.repeats))
+
+    # Latent class pattern term: 5,000 patterns x 39 factors x 7 classes.
+    y = (rng.random((5000, 39)) < 0.2).astype(float)
+    p = pt.matrix("p")
+    prof = rng.uniform(0.05, 0.95, (7, 39))
+    two_dots = pt.sum(pm.math.logsumexp(pt.dot(y, pt.log(p).T) + pt.dot(1.0 - y, pt.log1p(-p).T), axis=1))
+    one_dot = pt.sum(pm.math.logsumexp(pattern_class_loglik(y, p), axis=1))
+    _report("latent class patterns (5,000 x 39 factors x 7 classes)",
+            _time({"two products": _expression([p], [prof], two_dots),
+                   "one product": _expression([p], [prof], one_dot)}, args.repeats))
+
+
+if __name__ == "__main__":
+    main()
