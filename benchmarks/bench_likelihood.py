@@ -1,7 +1,7 @@
 """Likelihood forms side by side: time per log-density-and-gradient evaluation (numba, the
 backend nutpie samples with), PyMC's form against the one this workbench uses.
 
-    .venv/bin/python benchmarks/bench_likelihood.py [--repeats 300]
+    .venv/bin/python benchmarks/bench_likelihood.py [--repeats 300] [--blas]
 
 - binomial cells of the six-la transition fit (about 57,000 cells): ``pm.Binomial(logit_p)``
   vs ``models.likelihoods.LogitBinomial`` (one softplus per cell), the likelihood alone and
@@ -10,6 +10,10 @@ backend nutpie samples with), PyMC's form against the one this workbench uses.
   ``logit_binomial_loglik``;
 - the latent class pattern term (patterns x factors x classes): ``y log p + (1 - y)
   log(1 - p)`` as two matrix products vs one (``pattern_class_loglik``).
+
+``--blas`` adds whole fits: the K = 7 latent class model on 15,000 six-la assessed episodes
+(2 chains, nutpie), sampled with OpenBLAS's default threads and with one
+(``models.sampling.one_blas_thread``), alternating, from one compiled model.
 
 The forms alternate within each repeat block, so a noisy machine slows both alike; the
 ratio is the figure to read.
@@ -26,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pymc as pm  # noqa: E402
 import pytensor  # noqa: E402
 import pytensor.tensor as pt  # noqa: E402
@@ -88,14 +93,17 @@ def _binomial_model(cells, ours: bool):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--blas", action="store_true", help="also time latent class fits by BLAS threads")
+    parser.add_argument("--draws", type=int, default=300, help="draws (and tuning steps) of the --blas fits")
     args = parser.parse_args()
     runtime.link_blas()
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         write_simulation(Path(tmp), "six-la", 11)
         extract, _ = load_extract(Path(tmp) / "extract.csv", load_lsoa_table(), salt=b"bench")
-        import pandas as pd
         te = pd.read_csv(Path(tmp) / "truth_episodes.csv").set_index("episode_id")
+    if args.blas:
+        _blas_threads(extract, args.draws)
     classes = te.loc[extract.episodes["episode_id"], "demand_class"].reset_index(drop=True)
     cells = transition_cells(extract.episodes, add_deprivation(load_lsoa_table()), classes=classes)
     print(f"six-la transition cells: {len(cells):,}; ms per log density + gradient (numba)\n")
@@ -138,6 +146,34 @@ def main() -> None:
     _report("latent class patterns (5,000 x 39 factors x 7 classes)",
             _time({"two products": _expression([p], [prof], two_dots),
                    "one product": _expression([p], [prof], one_dot)}, args.repeats))
+
+
+def _blas_threads(extract, draws: int) -> None:
+    import nutpie
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from models.latent_class.em import fit_em
+    from models.latent_class.model import build_model
+    from models.latent_class.patterns import collapse
+    from models.vocabulary import FACTOR_NAMES
+
+    assessed = np.flatnonzero(extract.episodes["assessment"].to_numpy().astype(bool))
+    sel = np.sort(np.random.default_rng(7).choice(assessed, 15000, replace=False))
+    patterns = collapse(extract.factors.iloc[sel][list(FACTOR_NAMES)])
+    compiled = nutpie.compile_pymc_model(build_model(patterns, 7, initial=fit_em(patterns, 7, n_starts=5)))
+    default = max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+    print(f"K = 7 latent class, {patterns.n_patterns:,} patterns, 2 chains x {draws} draws (+{draws} tuning); "
+          f"sampling seconds by BLAS threads\n\n| BLAS threads | run 1 | run 2 |\n|---|---:|---:|")
+    times = {default: [], 1: []}
+    for _ in range(2):
+        for threads in times:
+            with threadpool_limits(threads, user_api="blas"):
+                start = time.perf_counter()
+                nutpie.sample(compiled, draws=draws, tune=draws, chains=2, seed=5, progress_bar=False)
+                times[threads].append(time.perf_counter() - start)
+    for threads, t in times.items():
+        print(f"| {threads} | {t[0]:.1f} | {t[1]:.1f} |")
+    print(flush=True)
 
 
 if __name__ == "__main__":
