@@ -29,6 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from workflows import runtime  # noqa: E402
+
+runtime.link_blas()  # before PyTensor loads (as the CLI does)
+
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pymc as pm  # noqa: E402
@@ -42,7 +46,6 @@ from models.latent_class.model import pattern_class_loglik  # noqa: E402
 from models.likelihoods import LogitBinomial, logit_binomial_loglik  # noqa: E402
 from models.priors import get_prior_set  # noqa: E402
 from public_data.tables import load_lsoa_table  # noqa: E402
-from workflows import runtime  # noqa: E402
 from workflows.extract_io import load_extract  # noqa: E402
 from workflows.simulate import write_simulation  # noqa: E402
 
@@ -96,7 +99,6 @@ def main() -> None:
     parser.add_argument("--blas", action="store_true", help="also time latent class fits by BLAS threads")
     parser.add_argument("--draws", type=int, default=300, help="draws (and tuning steps) of the --blas fits")
     args = parser.parse_args()
-    runtime.link_blas()
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         write_simulation(Path(tmp), "six-la", 11)
