@@ -1,15 +1,17 @@
 """Likelihood forms side by side: time per log-density-and-gradient evaluation (numba, the
-backend nutpie samples with), PyMC's form against the one this workbench uses.
+backend nutpie samples with), PyMC's form against a cheaper one.
 
     .venv/bin/python benchmarks/bench_likelihood.py [--repeats 300] [--blas]
 
 - binomial cells of the six-la transition fit (about 57,000 cells): ``pm.Binomial(logit_p)``
-  vs ``models.likelihoods.LogitBinomial`` (one softplus per cell), the likelihood alone and
-  inside the whole gradient model;
-- the joint model's path term (pair x stage x class logits): two softplus terms vs
-  ``logit_binomial_loglik``;
+  vs ``k eta - n softplus(eta) + log C(n, k)`` (one softplus per cell), the likelihood alone
+  and inside the whole gradient model;
+- the joint model's path term (pair x stage x class logits): two softplus terms vs one;
 - the latent class pattern term (patterns x factors x classes): ``y log p + (1 - y)
-  log(1 - p)`` as two matrix products vs one (``pattern_class_loglik``).
+  log(1 - p)`` as two matrix products vs one (``pattern_class_loglik``, in use).
+
+The one-softplus binomial forms are NOT in use: equal to rounding wherever PyMC's is finite,
+they still made the short recovery fits sample worse (benchmarks/RESULTS.md, 2026-12-08).
 
 ``--blas`` adds whole fits: the K = 7 latent class model on 15,000 six-la assessed episodes
 (2 chains, nutpie), sampled with OpenBLAS's default threads and with one
@@ -43,7 +45,7 @@ from models.areas import add_deprivation  # noqa: E402
 from models.cells import transition_cells  # noqa: E402
 from models.gradient.model import GradientSpec, build_gradient_model  # noqa: E402
 from models.latent_class.model import pattern_class_loglik  # noqa: E402
-from models.likelihoods import LogitBinomial, logit_binomial_loglik  # noqa: E402
+from pymc.distributions.dist_math import binomln  # noqa: E402
 from models.priors import get_prior_set  # noqa: E402
 from public_data.tables import load_lsoa_table  # noqa: E402
 from workflows.extract_io import load_extract  # noqa: E402
@@ -82,6 +84,20 @@ def _report(title, times):
     print(f"| {title} | {old}: {t_old:.3f} | {new}: {t_new:.3f} | {t_old / t_new:.2f} |", flush=True)
 
 
+_BINOMIAL = pm.Binomial  # before the whole-model comparison swaps it
+
+
+def logit_binomial_loglik(successes, trials, eta):
+    return successes * eta - trials * pt.softplus(eta)
+
+
+def LogitBinomial(name, trials, eta, **kwargs):
+    """Binomial(trials, sigmoid(eta)) with one softplus per cell."""
+    return pm.CustomDist(name, trials, eta, dist=lambda n, e, size: _BINOMIAL.dist(n=n, logit_p=e, size=size),
+                         logp=lambda k, n, e: binomln(n, k) + logit_binomial_loglik(k, n, e), dtype="int64",
+                         **kwargs)
+
+
 def _binomial_model(cells, ours: bool):
     n, k = cells["trials"].to_numpy("int64"), cells["successes"].to_numpy("int64")
     with pm.Model() as model:
@@ -109,22 +125,22 @@ def main() -> None:
     classes = te.loc[extract.episodes["episode_id"], "demand_class"].reset_index(drop=True)
     cells = transition_cells(extract.episodes, add_deprivation(load_lsoa_table()), classes=classes)
     print(f"six-la transition cells: {len(cells):,}; ms per log density + gradient (numba)\n")
-    print("| term | PyMC's form, ms | this workbench's, ms | ratio |\n|---|---|---|---:|")
+    print("| term | PyMC's form, ms | alternative, ms | ratio |\n|---|---|---|---:|")
     _report("binomial likelihood alone", _time({"pm.Binomial": _logp_grad(_binomial_model(cells, False)),
                                                  "LogitBinomial": _logp_grad(_binomial_model(cells, True))},
                                                 args.repeats))
 
     import models.gradient.model as gm
     spec = GradientSpec(scale="transition", covariates=("demand_class",))
-    new_model = build_gradient_model(cells, spec, get_prior_set("default"))
-    original = gm.LogitBinomial
-    gm.LogitBinomial = lambda name, n, eta, **kw: pm.Binomial(name, n=n, logit_p=eta, **kw)
+    old_model = build_gradient_model(cells, spec, get_prior_set("default"))
+    original = pm.Binomial
+    gm.pm.Binomial = lambda name, n, logit_p, **kw: LogitBinomial(name, n, logit_p, **kw)
     try:
-        old_model = build_gradient_model(cells, spec, get_prior_set("default"))
+        new_model = build_gradient_model(cells, spec, get_prior_set("default"))
     finally:
-        gm.LogitBinomial = original
-    _report(f"whole transition model ({new_model.initial_point().__len__()} parameter blocks)",
-            _time({"pm.Binomial": _logp_grad(old_model), "LogitBinomial": _logp_grad(new_model)}, args.repeats))
+        gm.pm.Binomial = original
+    _report("whole transition model", _time({"pm.Binomial": _logp_grad(old_model),
+                                              "LogitBinomial": _logp_grad(new_model)}, args.repeats))
 
     # Joint path term at the joint config's size: pairs x 4 stages x 7 classes.
     n_pair, n_stage, n_class = 20000, 4, 7

@@ -30,7 +30,6 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
-from models.likelihoods import LogitBinomial
 from models.priors import PriorSet
 
 #: Under centred="auto", a level is centred where a group's own standard error is below these
@@ -248,9 +247,8 @@ def build_gradient_model(cells: pd.DataFrame, spec: GradientSpec, priors: PriorS
                 raise ValueError("the bernoulli likelihood needs one row per episode (trials == 1)")
             pm.Bernoulli("successes", logit_p=eta, observed=cells["successes"].to_numpy("int64"), dims="cell")
         elif spec.family == "binomial":
-            # PyMC's Binomial(logit_p=eta), one softplus per cell (models/likelihoods.py).
-            LogitBinomial("successes", cells["trials"].to_numpy("int64"), eta,
-                          observed=cells["successes"].to_numpy("int64"), dims="cell")
+            pm.Binomial("successes", n=cells["trials"].to_numpy("int64"), logit_p=eta,
+                        observed=cells["successes"].to_numpy("int64"), dims="cell")
         else:
             mu = pt.exp(eta + np.log(cells["exposure"].to_numpy(float)))
             if spec.family == "poisson":

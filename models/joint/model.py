@@ -42,7 +42,6 @@ from models.gradient.model import covariate_coords, group_level
 from models.joint.data import JointData
 from models.latent_class.em import EMResult, posterior_membership
 from models.latent_class.model import INIT_CLIP, LatentClassPriors, class_labels, pattern_class_loglik
-from models.likelihoods import logit_binomial_loglik
 from models.priors import PriorSet
 
 #: LSOA effects are centred (under ``centred="auto"``) where an LSOA's own data give its
@@ -260,12 +259,11 @@ def build_joint_model(data: JointData, spec: JointSpec, priors: PriorSet,
         pair_path = data.pairs["path"].to_numpy()
         pair_cell_np = data.pairs["cell"].to_numpy()
         success = pm.Data("pair_success", (data.at_risk * data.reached)[pair_path])
-        at_risk = pm.Data("pair_at_risk", data.at_risk[pair_path].astype(float))
+        failure = pm.Data("pair_failure", (data.at_risk * (1.0 - data.reached))[pair_path])
         eta_pair = _rows(eta.reshape((len(cells), n_stage * n_class)), pair_cell_np,
                          n_stage * n_class).reshape((len(data.pairs), n_stage, n_class))
-        # reached x log sigmoid(eta) + (at risk, not reached) x log(1 - sigmoid(eta)), with one
-        # softplus per pair, stage and class (models/likelihoods.py).
-        log_path = pt.sum(logit_binomial_loglik(success[:, :, None], at_risk[:, :, None], eta_pair), axis=1)
+        log_path = pt.sum(success[:, :, None] * -pt.softplus(-eta_pair)
+                          + failure[:, :, None] * -pt.softplus(eta_pair), axis=1)
 
         rows = data.rows
         pattern_idx = rows["pattern"].to_numpy()
