@@ -6,7 +6,6 @@ import contextlib
 import io
 import os
 import stat
-import sys
 
 import numpy as np
 import pandas as pd

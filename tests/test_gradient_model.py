@@ -4,7 +4,6 @@ binomial likelihood on cells is the Bernoulli likelihood on episodes (same poste
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pymc as pm
 import pytest
 from scipy.special import gammaln

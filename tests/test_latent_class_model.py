@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytensor
 import pytest
-from scipy.special import logsumexp
 
 from _seeds import seed as shifted_seed
 from models.latent_class.em import fit_em, pattern_loglik

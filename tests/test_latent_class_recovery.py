@@ -20,7 +20,6 @@ from _stats import one_sided_tail, rhat_limit, z_bound
 from models.latent_class.agreement import adjusted_rand_index, match_profiles, profile_error
 from models.latent_class.em import posterior_membership
 from models.latent_class.fit import fit_latent_class
-from models.latent_class.patterns import collapse
 from models.latent_class.profiles import class_names, modal_class, profile_table
 from models.sampling import SamplerSettings
 from models.vocabulary import FACTOR_NAMES
