@@ -36,17 +36,22 @@ from workflows import runtime  # noqa: E402
 runtime.link_blas()  # before PyTensor loads (as the CLI does)
 
 import numpy as np  # noqa: E402
+import nutpie  # noqa: E402
 import pandas as pd  # noqa: E402
 import pymc as pm  # noqa: E402
 import pytensor  # noqa: E402
 import pytensor.tensor as pt  # noqa: E402
+from pymc.distributions.dist_math import binomln  # noqa: E402
+from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
 from models.areas import add_deprivation  # noqa: E402
 from models.cells import transition_cells  # noqa: E402
 from models.gradient.model import GradientSpec, build_gradient_model  # noqa: E402
-from models.latent_class.model import pattern_class_loglik  # noqa: E402
-from pymc.distributions.dist_math import binomln  # noqa: E402
+from models.latent_class.em import fit_em  # noqa: E402
+from models.latent_class.model import build_model, pattern_class_loglik  # noqa: E402
+from models.latent_class.patterns import collapse  # noqa: E402
 from models.priors import get_prior_set  # noqa: E402
+from models.vocabulary import FACTOR_NAMES  # noqa: E402
 from public_data.tables import load_lsoa_table  # noqa: E402
 from workflows.extract_io import load_extract  # noqa: E402
 from workflows.simulate import write_simulation  # noqa: E402
@@ -130,15 +135,13 @@ def main() -> None:
                                                  "LogitBinomial": _logp_grad(_binomial_model(cells, True))},
                                                 args.repeats))
 
-    import models.gradient.model as gm
     spec = GradientSpec(scale="transition", covariates=("demand_class",))
     old_model = build_gradient_model(cells, spec, get_prior_set("default"))
-    original = pm.Binomial
-    gm.pm.Binomial = lambda name, n, logit_p, **kw: LogitBinomial(name, n, logit_p, **kw)
+    pm.Binomial = lambda name, n, logit_p, **kw: LogitBinomial(name, n, logit_p, **kw)  # what the model builds
     try:
         new_model = build_gradient_model(cells, spec, get_prior_set("default"))
     finally:
-        gm.pm.Binomial = original
+        pm.Binomial = _BINOMIAL
     _report("whole transition model", _time({"pm.Binomial": _logp_grad(old_model),
                                               "LogitBinomial": _logp_grad(new_model)}, args.repeats))
 
@@ -167,14 +170,6 @@ def main() -> None:
 
 
 def _blas_threads(extract, draws: int) -> None:
-    import nutpie
-    from threadpoolctl import threadpool_info, threadpool_limits
-
-    from models.latent_class.em import fit_em
-    from models.latent_class.model import build_model
-    from models.latent_class.patterns import collapse
-    from models.vocabulary import FACTOR_NAMES
-
     assessed = np.flatnonzero(extract.episodes["assessment"].to_numpy().astype(bool))
     sel = np.sort(np.random.default_rng(7).choice(assessed, 15000, replace=False))
     patterns = collapse(extract.factors.iloc[sel][list(FACTOR_NAMES)])

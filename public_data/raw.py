@@ -37,7 +37,6 @@ def stored_path(raw_dir: Path, spec: RawFile, verb: str) -> Path:
         f"otherwise download {spec.origin} and save it as {plain}.")
 
 
-
 def stored_paths(raw_dir: Path, raw_files, verb: str) -> dict[str, Path]:
     """The stored copy of every one of ``raw_files``, by key: all are found before any is read,
     so a missing file stops a build before minutes of reading."""
